@@ -1,0 +1,68 @@
+"""cytogate: flow cytometry gating with reusable templates and CXCR4 quantification.
+
+The public API is re-exported here but loaded lazily (PEP 562), so ``import cytogate`` and
+``cytogate --help`` stay fast and do not pull in pandas, flowkit or matplotlib until a function
+that needs them is called.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from cytogate.errors import (
+    CytogateError,
+    DesignError,
+    FCSError,
+    GatingError,
+    PanelError,
+    TemplateError,
+)
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "Sample": "cytogate.fcs",
+    "read_fcs": "cytogate.fcs",
+    "write_fcs": "cytogate.fcs_writer",
+    "resolve_panel": "cytogate.panel",
+    "Template": "cytogate.gating.template",
+    "load_template": "cytogate.gating.template",
+    "list_templates": "cytogate.gating.template",
+    "GatingResult": "cytogate.gating.engine",
+    "gate": "cytogate.gating.engine",
+    "simulate_study": "cytogate.simulate",
+}
+
+__all__ = [
+    "CytogateError",
+    "DesignError",
+    "FCSError",
+    "GatingError",
+    "PanelError",
+    "TemplateError",
+    "__version__",
+    *_LAZY,
+]
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from cytogate.fcs import Sample, read_fcs
+    from cytogate.fcs_writer import write_fcs
+    from cytogate.gating.engine import GatingResult, gate
+    from cytogate.gating.template import Template, list_templates, load_template
+    from cytogate.panel import resolve_panel
+    from cytogate.simulate import simulate_study
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'cytogate' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
