@@ -1,0 +1,1 @@
+"""Gating: templates, gate geometries and the engine that applies them."""

@@ -1,0 +1,327 @@
+"""Apply a gating template to a sample.
+
+Pipeline per file: resolve the template's markers to channels → compensate → scale the gate
+dimensions → evaluate gates in dependency order, each on its parent's events only (vectorised
+over those events), scattering results back into boolean masks over all events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from cytogate.errors import GatingError, PanelError
+from cytogate.gating.gates import Boolean, Geometry, Quadrant
+from cytogate.gating.template import ROOT, GateSpec, Template, load_template
+from cytogate.panel import ResolvedMarker, find_marker
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from cytogate.fcs import Sample
+
+GateStatus = Literal["applied", "skipped"]
+
+
+@dataclass(frozen=True)
+class AppliedGate:
+    """What the engine did with one gate of the template on one file."""
+
+    name: str
+    parent: str
+    kind: str
+    status: GateStatus
+    geometry: Geometry | None  # the variant used (None when skipped)
+    dims: tuple[str, ...]
+    channels: tuple[str, ...]  # $PnN of each dimension
+    note: str = ""
+
+
+class GatingResult:
+    """Populations of one sample: boolean masks over all events, counts and percentages."""
+
+    def __init__(
+        self,
+        sample: Sample,
+        template: Template,
+        compensated: np.ndarray,
+        compensation: str,
+        markers: dict[str, ResolvedMarker],
+        scaled: dict[str, np.ndarray],
+        gates: list[AppliedGate],
+        masks: dict[str, np.ndarray],
+        parents: dict[str, str],
+        reference: Mapping[str, str] | None,
+    ) -> None:
+        self.sample = sample
+        self.template = template
+        self.compensated = compensated
+        self.compensation = compensation
+        self.markers = markers
+        self.scaled = scaled
+        self.gates = gates
+        self._masks = masks
+        self._parents = parents
+        self._reference = dict(reference or {})
+
+    # ----------------------------------------------------------------- populations
+    @property
+    def populations(self) -> list[str]:
+        """Population names in template order (the root, all events, is not listed)."""
+        return list(self._masks)
+
+    @property
+    def n_events(self) -> int:
+        return self.sample.n_events
+
+    def mask(self, population: str) -> np.ndarray:
+        """Boolean mask over all events of ``population`` (``"root"`` = every event)."""
+        if population == ROOT:
+            return np.ones(self.n_events, dtype=bool)
+        try:
+            return self._masks[population]
+        except KeyError:
+            raise KeyError(
+                f"no population {population!r} (populations: {', '.join(self._masks)})"
+            ) from None
+
+    def parent(self, population: str) -> str:
+        return self._parents[population]
+
+    def count(self, population: str) -> int:
+        return int(np.count_nonzero(self.mask(population)))
+
+    def pct_parent(self, population: str) -> float:
+        """% of the parent population's events (NaN when the parent is empty)."""
+        parent = self.count(self._parents[population])
+        return 100.0 * self.count(population) / parent if parent else float("nan")
+
+    def pct_total(self, population: str) -> float:
+        return 100.0 * self.count(population) / self.n_events if self.n_events else float("nan")
+
+    def gate_of(self, population: str) -> AppliedGate:
+        for g in self.gates:
+            if g.name == population or (
+                isinstance(g.geometry, Quadrant) and population in g.geometry.populations
+            ):
+                return g
+        raise KeyError(population)
+
+    def table(self) -> pd.DataFrame:
+        """One row per population: parent, count, % of parent, % of total, gate status."""
+        import pandas as pd
+
+        rows = []
+        for pop in self.populations:
+            g = self.gate_of(pop)
+            rows.append(
+                {
+                    "population": pop,
+                    "parent": self._parents[pop],
+                    "count": self.count(pop),
+                    "pct_parent": self.pct_parent(pop),
+                    "pct_total": self.pct_total(pop),
+                    "gate_kind": g.kind,
+                    "gate_status": g.status,
+                    "gate_channels": "/".join(g.channels),
+                }
+            )
+        return pd.DataFrame(rows)
+
+    # ----------------------------------------------------------------- marker values
+    def channel_map(self) -> dict[str, str]:
+        """Marker -> $PnN for every marker resolved so far (the reference for isotype tubes)."""
+        return {m: r.pnn for m, r in self.markers.items()}
+
+    def resolve(self, marker: str) -> ResolvedMarker:
+        """Resolve ``marker`` in this file (memoised), via the stained tube's $PnN if given."""
+        if marker not in self.markers:
+            if marker not in self.template.panel:
+                raise PanelError(
+                    f"marker '{marker}' is not in template {self.template.name}'s panel "
+                    f"({', '.join(self.template.panel)})"
+                )
+            self.markers[marker] = find_marker(
+                self.sample, self.template.panel[marker], self._reference.get(marker)
+            )
+        return self.markers[marker]
+
+    def values(self, marker: str, population: str = ROOT) -> np.ndarray:
+        """Compensated linear intensities of ``marker`` on ``population``'s events."""
+        column = self.compensated[:, self.resolve(marker).index]
+        return column if population == ROOT else column[self.mask(population)]
+
+    def scaled_values(self, marker: str, population: str = ROOT) -> np.ndarray:
+        """Values in the template's scaled space for ``marker`` (as gates see them)."""
+        if marker not in self.scaled:
+            self.scaled[marker] = _scale(
+                self.sample, self.template, self.compensated, self.resolve(marker), marker
+            )
+        column = self.scaled[marker]
+        return column if population == ROOT else column[self.mask(population)]
+
+
+# --------------------------------------------------------------------------- gate()
+
+
+def gate(
+    sample: Sample,
+    template: Template | str | None = None,
+    *,
+    compensation: str | pd.DataFrame | None = None,
+    reference: Mapping[str, str] | None = None,
+) -> GatingResult:
+    """Gate ``sample`` with ``template`` (a :class:`Template`, a bundled name or a path).
+
+    ``compensation`` overrides the template's ("file", "none", a CSV path or a labelled
+    matrix). ``reference`` maps marker -> $PnN of the matched stained tube, so an isotype tube
+    resolves its markers on the same detectors (see :mod:`cytogate.panel`).
+    """
+    tmpl = load_template(template or "aml_blasts_cd45_ssc")
+    comp_events, comp_note = _compensate(sample, tmpl, compensation)
+    markers: dict[str, ResolvedMarker] = {}
+    scaled: dict[str, np.ndarray] = {}
+    masks: dict[str, np.ndarray] = {}
+    parents: dict[str, str] = {}
+    applied: list[AppliedGate] = []
+    all_events = np.ones(sample.n_events, dtype=bool)
+
+    for spec in tmpl.gates:
+        parent_mask = all_events if spec.parent == ROOT else masks[spec.parent]
+        geometry, resolved, why_not = _choose_variant(sample, tmpl, spec, markers, reference)
+        if geometry is None:
+            if not spec.optional:
+                raise GatingError(f"{sample.path.name}: gate '{spec.name}': {why_not}")
+            applied.append(
+                AppliedGate(
+                    spec.name,
+                    spec.parent,
+                    spec.kind,
+                    "skipped",
+                    None,
+                    (),
+                    (),
+                    f"skipped (optional): {why_not}",
+                )
+            )
+            for pop in spec.populations():  # a skipped gate passes its parent's events through
+                masks[pop], parents[pop] = parent_mask.copy(), spec.parent
+            continue
+        dims = geometry.dims
+        for dim, r in zip(dims, resolved, strict=True):
+            markers.setdefault(dim, r)
+            if dim not in scaled:
+                scaled[dim] = _scale(sample, tmpl, comp_events, r, dim)
+        applied.append(
+            AppliedGate(
+                spec.name,
+                spec.parent,
+                geometry.kind,
+                "applied",
+                geometry,
+                dims,
+                tuple(r.pnn for r in resolved),
+            )
+        )
+        for pop, mask in _evaluate(spec.name, geometry, parent_mask, scaled, masks).items():
+            masks[pop], parents[pop] = mask, spec.parent
+
+    return GatingResult(
+        sample, tmpl, comp_events, comp_note, markers, scaled, applied, masks, parents, reference
+    )
+
+
+def _choose_variant(
+    sample: Sample,
+    tmpl: Template,
+    spec: GateSpec,
+    known: dict[str, ResolvedMarker],
+    reference: Mapping[str, str] | None,
+) -> tuple[Geometry | None, list[ResolvedMarker], str]:
+    """The first variant whose dimensions all resolve in this file, or why none does."""
+    problems = []
+    for geometry in spec.variants:
+        try:
+            resolved = [
+                known[d]
+                if d in known
+                else find_marker(sample, tmpl.panel[d], (reference or {}).get(d))
+                for d in geometry.dims
+            ]
+        except PanelError as exc:
+            problems.append(str(exc).removeprefix(f"{sample.path.name}: "))
+            continue
+        return geometry, resolved, ""
+    return None, [], "; ".join(problems)
+
+
+def _evaluate(
+    name: str,
+    geometry: Geometry,
+    parent_mask: np.ndarray,
+    scaled: dict[str, np.ndarray],
+    masks: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Masks over all events for the population(s) a gate defines within its parent.
+
+    ``name`` is the gate's population name; a quadrant gate names its own populations.
+    """
+    if isinstance(geometry, Boolean):
+        combined = geometry.combine([masks[name] for name in geometry.operands])
+        return {name: combined & parent_mask}
+    index = np.flatnonzero(parent_mask)
+    points = np.column_stack([scaled[d][index] for d in geometry.dims])
+    if isinstance(geometry, Quadrant):
+        named = geometry.assign(points)
+    else:
+        named = {name: geometry.contains(points)}
+    out = {}
+    for pop, inside in named.items():
+        full = np.zeros(parent_mask.shape[0], dtype=bool)
+        full[index[inside]] = True
+        out[pop] = full
+    return out
+
+
+def _scale(
+    sample: Sample, tmpl: Template, events: np.ndarray, marker: ResolvedMarker, dim: str
+) -> np.ndarray:
+    pnr = float(sample.channels["pnr"].iloc[marker.index])
+    return tmpl.scale_for(dim).apply(events[:, marker.index], pnr)
+
+
+def _compensate(
+    sample: Sample, tmpl: Template, override: str | pd.DataFrame | None
+) -> tuple[np.ndarray, str]:
+    """Compensated copy of the events and a note saying which matrix was used."""
+    from cytogate.transforms import compensate, read_spillover_csv
+
+    choice = tmpl.compensation if override is None else override
+    if isinstance(choice, str):
+        if choice == "none":
+            return sample.events, "none"
+        if choice == "file":
+            if sample.spillover is None:
+                return sample.events, "none (the file has no spillover keyword)"
+            matrix, note = sample.spillover, "file spillover keyword"
+        else:
+            matrix, note = read_spillover_csv(choice), f"matrix {choice}"
+    else:
+        matrix, note = choice, "matrix given by caller"
+    names = [str(c) for c in matrix.columns]
+    pnn = [str(v) for v in sample.channels["pnn"]]
+    missing = [n for n in names if n not in pnn]
+    if missing:
+        raise GatingError(
+            f"{sample.path.name}: spillover ({note}) names channel(s) {', '.join(missing)} "
+            f"not in the file (channels: {', '.join(pnn)})"
+        )
+    columns = [pnn.index(n) for n in names]
+    matrix = matrix.loc[names, names] if list(matrix.index) == list(matrix.columns) else matrix
+    try:
+        return compensate(sample.events, columns, matrix.to_numpy()), f"{note} ({len(names)} ch)"
+    except np.linalg.LinAlgError as exc:
+        raise GatingError(f"{sample.path.name}: spillover ({note}) is singular: {exc}") from exc

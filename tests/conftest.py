@@ -1,0 +1,51 @@
+"""Shared test helpers: build in-memory samples with known events and channels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from cytogate.fcs import Sample
+
+DATA = Path(__file__).parent / "data"
+
+
+def make_sample(
+    events: np.ndarray,
+    pnn: Sequence[str],
+    pns: Sequence[str] | None = None,
+    pnr: float = 262144.0,
+    spillover: pd.DataFrame | None = None,
+    name: str = "memory.fcs",
+) -> Sample:
+    """A Sample built from arrays, as read_fcs would return it for such a file."""
+    events = np.ascontiguousarray(events, dtype=np.float64)
+    p = events.shape[1]
+    channels = pd.DataFrame(
+        {
+            "n": np.arange(1, p + 1),
+            "pnn": list(pnn),
+            "pns": list(pns) if pns is not None else [""] * p,
+            "pnr": [float(pnr)] * p,
+            "pnb": [32] * p,
+            "pne": ["0,0"] * p,
+            "png": [1.0] * p,
+        }
+    )
+    return Sample(
+        path=Path(name).absolute(),
+        sha256="0" * 64,
+        version="3.1",
+        events=events,
+        channels=channels,
+        keywords={"$PAR": str(p), "$TOT": str(events.shape[0])},
+        spillover=spillover,
+    )
+
+
+@pytest.fixture
+def sample_factory():
+    return make_sample

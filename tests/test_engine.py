@@ -1,0 +1,167 @@
+"""The gating engine on constructed samples with known memberships."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cytogate.errors import GatingError
+from cytogate.gating.engine import gate
+from cytogate.gating.template import parse_template
+from tests.conftest import make_sample
+
+# Linear scales with top 1 so the scaled space equals the raw values.
+TEMPLATE = """
+name: unit
+panel: {X: '^X$', Y: '^Y$', H: '^H$', W: '^W$'}
+compensation: none
+scales:
+  X: {kind: linear, top: 1}
+  Y: {kind: linear, top: 1}
+  H: {kind: linear, top: 1}
+  W: {kind: linear, top: 1}
+gates:
+  - {name: box, kind: rectangle, dims: [X, Y], min: [0.0, 0.0], max: [0.5, 0.5]}
+  - {name: tri, parent: box, kind: polygon, dims: [X, Y], vertices: [[0, 0], [1, 0], [0, 1]]}
+  - {name: right, parent: box, kind: range, dims: [X], min: 0.25}
+  - {name: tri_and_right, parent: box, kind: boolean, op: and, of: [tri, right]}
+  - {name: not_tri, parent: box, kind: boolean, op: not, of: [tri]}
+  - name: q
+    parent: box
+    kind: quadrant
+    dims: [X, Y]
+    at: [0.25, 0.25]
+    populations: {hi_hi: '++', lo_lo: '--'}
+"""
+
+
+def _grid_sample():
+    xs, ys = np.meshgrid(np.linspace(0, 1, 41), np.linspace(0, 1, 41))
+    x, y = xs.ravel(), ys.ravel()
+    return make_sample(np.column_stack([x, y]), ["X", "Y"]), x, y
+
+
+def test_masks_equal_hand_computed_membership():
+    sample, x, y = _grid_sample()
+    result = gate(sample, parse_template(TEMPLATE, Path("unit.yaml")))
+    box = (x >= 0) & (x < 0.5) & (y >= 0) & (y < 0.5)
+    tri = box & (x + y < 1.0)  # every box point is inside the triangle
+    right = box & (x >= 0.25)
+    assert np.array_equal(result.mask("box"), box)
+    assert np.array_equal(result.mask("tri"), tri)
+    assert np.array_equal(result.mask("right"), right)
+    assert np.array_equal(result.mask("tri_and_right"), tri & right)
+    assert np.array_equal(result.mask("not_tri"), box & ~tri)
+    assert np.array_equal(result.mask("hi_hi"), box & (x >= 0.25) & (y >= 0.25))
+    assert np.array_equal(result.mask("lo_lo"), box & (x < 0.25) & (y < 0.25))
+    assert result.count("box") == int(box.sum())
+    assert result.pct_parent("right") == pytest.approx(100 * right.sum() / box.sum())
+    assert result.pct_total("box") == pytest.approx(100 * box.sum() / x.size)
+
+
+def test_children_only_see_their_parents_events():
+    # The triangle covers points outside the box; none of them may enter the population.
+    sample, x, y = _grid_sample()
+    result = gate(sample, parse_template(TEMPLATE, Path("unit.yaml")))
+    assert not np.any(result.mask("tri") & ~result.mask("box"))
+    assert ((x + y < 1) & ~result.mask("box")).sum() > 0
+
+
+def test_table_columns_and_rows():
+    sample, _, _ = _grid_sample()
+    table = gate(sample, parse_template(TEMPLATE, Path("unit.yaml"))).table()
+    assert list(table.population) == [
+        "box",
+        "tri",
+        "right",
+        "tri_and_right",
+        "not_tri",
+        "hi_hi",
+        "lo_lo",
+    ]
+    row = table.set_index("population").loc["right"]
+    assert row["parent"] == "box" and row["gate_kind"] == "range"
+    assert row["count"] == 12 * 20  # x in {0.25..0.475} (10 steps) x y in [0, 0.5) (20 steps)
+
+
+SINGLETS = """
+name: s
+panel: {X: '^X$', H: '^H$', W: '^W$'}
+compensation: none
+scales: {default: {kind: linear, top: 1}}
+gates:
+  - name: singlets
+    optional: {optional}
+    variants:
+      - {kind: polygon, dims: [X, H], vertices: [[0, 0], [1, 0.7], [1, 1], [0, 0.1]]}
+      - {kind: range, dims: [W], max: 0.3}
+  - {name: big, parent: singlets, kind: range, dims: [X], min: 0.5}
+"""
+
+
+def test_variant_falls_back_to_width_when_height_is_missing():
+    x = np.array([0.2, 0.6, 0.8, 0.9])
+    w = np.array([0.1, 0.2, 0.5, 0.25])
+    result = gate(
+        make_sample(np.column_stack([x, w]), ["X", "W"]),
+        parse_template(SINGLETS.replace("{optional}", "false"), Path("s.yaml")),
+    )
+    assert result.mask("singlets").tolist() == [True, True, False, True]
+    assert result.mask("big").tolist() == [False, True, False, True]
+    assert result.gates[0].dims == ("W",) and result.gates[0].channels == ("W",)
+
+
+def test_missing_dimensions_name_the_gate_and_the_channels():
+    sample = make_sample(np.zeros((2, 2)), ["X", "Z"], ["", "CD3"])
+    with pytest.raises(GatingError) as info:
+        gate(sample, parse_template(SINGLETS.replace("{optional}", "false"), Path("s.yaml")))
+    assert "gate 'singlets'" in str(info.value)
+    assert "X, Z (CD3)" in str(info.value)
+
+
+def test_optional_gate_is_skipped_and_passes_events_through():
+    x = np.array([0.2, 0.6])
+    result = gate(
+        make_sample(np.column_stack([x]), ["X"]),
+        parse_template(SINGLETS.replace("{optional}", "true"), Path("s.yaml")),
+    )
+    assert result.gates[0].status == "skipped"
+    assert result.mask("singlets").tolist() == [True, True]
+    assert result.mask("big").tolist() == [False, True]
+    assert result.table().set_index("population").loc["singlets", "gate_status"] == "skipped"
+
+
+COMP = """
+name: c
+panel: {A: 'CD1', B: 'CD2'}
+scales: {default: {kind: linear, top: 1}}
+gates:
+  - {name: a_pos, kind: range, dims: [A], min: 50}
+"""
+
+
+def test_gates_see_compensated_values():
+    spill = pd.DataFrame([[1.0, 0.5], [0.0, 1.0]], index=["FL1", "FL2"], columns=["FL1", "FL2"])
+    true = np.array([[0.0, 100.0], [80.0, 0.0], [0.0, 0.0]])
+    observed = true @ spill.to_numpy()  # dye 1 spills half of itself into FL2
+    sample = make_sample(observed, ["FL1", "FL2"], ["CD1", "CD2"], spillover=spill)
+    tmpl = parse_template(
+        COMP.replace(
+            "a_pos, kind: range, dims: [A], min: 50", "b_pos, kind: range, dims: [B], min: 20"
+        ),
+        Path("c.yaml"),
+    )
+    result = gate(sample, tmpl)
+    # observed FL2 of event 1 is 40 (spill) -> compensated 0, so only event 0 is B-positive
+    assert result.mask("b_pos").tolist() == [True, False, False]
+    assert np.allclose(result.values("B"), [100.0, 0.0, 0.0])
+    uncompensated = gate(sample, tmpl, compensation="none")
+    assert uncompensated.mask("b_pos").tolist() == [True, True, False]
+
+
+def test_spillover_naming_an_absent_channel_is_an_error():
+    spill = pd.DataFrame(np.eye(2), index=["FL1", "FL9"], columns=["FL1", "FL9"])
+    sample = make_sample(np.zeros((2, 2)), ["FL1", "FL2"], ["CD1", "CD2"], spillover=spill)
+    with pytest.raises(GatingError, match="FL9"):
+        gate(sample, parse_template(COMP, Path("c.yaml")))
