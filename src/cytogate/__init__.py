@@ -40,10 +40,19 @@ __all__ = [
     "DesignError",
     "FCSError",
     "GatingError",
+    "GatingResult",
     "PanelError",
+    "Sample",
+    "Template",
     "TemplateError",
     "__version__",
-    *_LAZY,
+    "gate",
+    "list_templates",
+    "load_template",
+    "read_fcs",
+    "resolve_panel",
+    "simulate_study",
+    "write_fcs",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
