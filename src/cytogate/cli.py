@@ -132,6 +132,82 @@ def simulate(outdir: Path, patients: int, events_per_file: int, seed: int) -> No
     click.echo(f"wrote {n_files} simulated FCS files, manifest.csv and ground_truth/ to {outdir}")
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "-t",
+    "--template",
+    default=None,
+    help="Template name or path (default: the run config's, else aml_blasts_cd45_ssc).",
+)
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Run config YAML (default: RUN_DIR/cytogate.yaml if present).",
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder (default: RUN_DIR/cytogate_results).",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 512),
+    default=None,
+    help="Worker processes (default: number of CPUs).",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["csv", "parquet", "both"]),
+    default="csv",
+    show_default=True,
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@_user_errors
+def batch(
+    run_dir: Path,
+    template: str | None,
+    config_path: Path | None,
+    out: Path | None,
+    jobs: int | None,
+    output_format: str,
+    quiet: bool,
+) -> None:
+    """Gate and quantify every file of a run; write tables and paired statistics.
+
+    Exit status: 0 all files processed, 1 some files failed (the rest are reported),
+    2 usage or configuration error.
+    """
+    from cytogate.batch import run_batch
+    from cytogate.progress import batch_progress
+
+    out = out or run_dir / "cytogate_results"
+    with batch_progress(enabled=not quiet) as progress:
+        result = run_batch(
+            run_dir,
+            template=template,
+            config=config_path,
+            out=out,
+            jobs=jobs,
+            output_format=output_format,
+            progress=progress,
+        )  # type: ignore[arg-type]
+    n, failed = len(result.samples), result.failed
+    for warning in result.run["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
+    for row in failed.itertuples():
+        click.echo(f"failed: {row.file}: {row.error}", err=True)
+    click.echo(f"{n - len(failed)} of {n} files processed ({len(failed)} failed); tables in {out}")
+    sys.exit(result.exit_status)
+
+
 def main() -> None:
     cli(prog_name="cytogate")
 

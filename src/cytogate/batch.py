@@ -1,0 +1,445 @@
+"""``cytogate batch``: a run folder in, the tables of DESIGN §7 out.
+
+Per sample group (the stained tube and its matched control tube of one patient at one
+timepoint) a worker reads, gates and quantifies; the parent then builds the time course and the
+paired statistics from the small per-sample tables. A file that cannot be read or gated is
+recorded as failed with its reason and the rest go on (exit status 1); a bad manifest, config
+or template stops the run before any work (exit status 2, raised as a CytogateError).
+
+Outputs are written under temporary names and renamed, so a crash never leaves a half-written
+table under a final name; inputs are only ever opened for reading. Rows are sorted and no
+timing goes into the tables, so a second run over the same folder writes identical tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from cytogate import __version__
+from cytogate.design import (
+    STAINED,
+    Design,
+    DesignRow,
+    RunConfig,
+    SampleGroup,
+    load_config,
+    read_design,
+)
+from cytogate.errors import CytogateError, DesignError
+from cytogate.executors import default_jobs, run_jobs
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from cytogate.gating.engine import GatingResult
+    from cytogate.gating.template import Template
+
+OutputFormat = Literal["csv", "parquet", "both"]
+TABLES = ("samples", "populations", "markers", "timecourse", "stats")
+EXIT_OK, EXIT_SOME_FAILED = 0, 1
+SAMPLE_KEYS = ["file", "patient", "timepoint", "tube"]
+
+
+@dataclass
+class BatchResult:
+    """The run's tables as DataFrames, its provenance, and its exit status."""
+
+    samples: pd.DataFrame
+    populations: pd.DataFrame
+    markers: pd.DataFrame
+    timecourse: pd.DataFrame
+    stats: pd.DataFrame
+    run: dict[str, Any]
+    out: Path | None = None
+    written: list[Path] = field(default_factory=list)
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        return self.samples[self.samples["status"] == "failed"]
+
+    @property
+    def exit_status(self) -> int:
+        return EXIT_SOME_FAILED if len(self.failed) else EXIT_OK
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {name: getattr(self, name) for name in TABLES}
+
+
+# --------------------------------------------------------------------------- per-group worker
+
+
+def _gate_file(row: DesignRow, template: Template, reference: dict[str, str] | None):
+    from cytogate.fcs import read_fcs
+    from cytogate.gating.engine import gate
+
+    sample = read_fcs(row.file)
+    return sample, gate(sample, template, reference=reference)
+
+
+def _sample_record(row: DesignRow, config: RunConfig) -> dict[str, Any]:
+    return {
+        "file": row.file.name,
+        "sha256": "",
+        "patient": row.patient,
+        "timepoint": row.timepoint,
+        "tube": row.tube,
+        "cohort": row.cohort,
+        "wbc_per_ul": row.wbc_per_ul,
+        "beads_per_ul": row.beads_per_ul,
+        "fcs_version": "",
+        "events": None,
+        "compensation": "",
+        "status": "failed",
+        "error": "",
+        "warnings": "",
+    }
+
+
+def process_group(group: SampleGroup, template: Template, config: RunConfig) -> dict[str, Any]:
+    """Read, gate and quantify one patient × timepoint (stained tube + control tube).
+
+    Never raises for a bad file: the file's record says ``failed`` with the reason.
+    """
+    from cytogate.quantify import MarkerPlan, marker_rows, population_rows
+
+    out: dict[str, Any] = {"samples": [], "populations": [], "markers": [], "seconds": {}}
+    results: dict[str, GatingResult | None] = {STAINED: None, config.control_tube: None}
+    reference: dict[str, str] | None = None
+    for row in (group.stained, group.control):  # stained first: the control resolves through it
+        if row is None:
+            continue
+        record = _sample_record(row, config)
+        start = time.perf_counter()
+        try:
+            sample, result = _gate_file(row, template, reference)
+            record.update(
+                sha256=sample.sha256,
+                fcs_version=sample.version,
+                events=sample.n_events,
+                compensation=result.compensation,
+                status="ok",
+                warnings="; ".join(sample.warnings),
+            )
+            results[row.tube] = result
+            if row.tube == STAINED:
+                reference = _marker_reference(result, config)
+            keys = {k: record[k] for k in SAMPLE_KEYS}
+            out["populations"] += [
+                {**keys, **r} for r in population_rows(result, row.wbc_per_ul, row.beads_per_ul)
+            ]
+        except CytogateError as exc:
+            record["error"] = str(exc)
+        except Exception as exc:  # a bug must not sink a 1,000-file run; report it per file
+            record["error"] = f"unexpected {type(exc).__name__}: {exc} (please report)"
+        out["seconds"][row.file.name] = time.perf_counter() - start
+        out["samples"].append(record)
+
+    stained = results[STAINED]
+    if stained is not None and group.stained is not None:
+        control = results[config.control_tube]
+        s_rows, c_rows = marker_rows(stained, control, MarkerPlan.from_config(config))
+        s_keys = _keys(group.stained)
+        out["markers"] += [{**s_keys, **r} for r in s_rows]
+        if control is not None and group.control is not None:
+            c_keys = _keys(group.control)
+            out["markers"] += [{**c_keys, **r} for r in c_rows]
+    return out
+
+
+def _keys(row: DesignRow) -> dict[str, str]:
+    return {
+        "file": row.file.name,
+        "patient": row.patient,
+        "timepoint": row.timepoint,
+        "tube": row.tube,
+    }
+
+
+def _marker_reference(result: GatingResult, config: RunConfig) -> dict[str, str]:
+    """Marker -> $PnN in the stained tube, for every marker the control tube will need."""
+    from cytogate.errors import PanelError
+
+    for marker in (*config.rmfi_markers, *config.positivity_markers):
+        try:
+            result.resolve(marker)
+        except PanelError:
+            pass  # reported per marker in markers.csv
+    return result.channel_map()
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def run_batch(
+    run_dir: str | os.PathLike[str],
+    template: str | os.PathLike[str] | None = None,
+    config: str | os.PathLike[str] | RunConfig | None = None,
+    out: str | os.PathLike[str] | None = None,
+    jobs: int | None = None,
+    output_format: OutputFormat = "csv",
+    progress: Callable[[int, int, dict[str, Any]], None] | None = None,
+) -> BatchResult:
+    """Process a run folder; return the tables, and write them to ``out`` unless it is None.
+
+    ``template`` overrides the config's template; ``config`` is a RunConfig, a YAML path, or
+    None (``run_dir/cytogate.yaml`` if present, else the study defaults). ``progress(done,
+    total, group_output)`` is called as each sample group finishes.
+    """
+    from cytogate.gating.template import load_template
+
+    started = time.perf_counter()
+    run_path = Path(run_dir)
+    cfg = (
+        config
+        if isinstance(config, RunConfig)
+        else load_config(run_path, Path(config) if config is not None else None)
+    )
+    tmpl = load_template(template or cfg.template)
+    _check_config_against_template(cfg, tmpl)
+    design = read_design(run_path, cfg)
+    groups = design.groups(cfg)
+    n_jobs = max(1, jobs or default_jobs())
+
+    outputs = run_jobs(
+        process_group,
+        groups,
+        n_jobs,
+        args=(tmpl, cfg),
+        on_done=(lambda i, res: progress(i, len(groups), res)) if progress else None,
+    )
+    gated = time.perf_counter()
+    result = _assemble(outputs, design, cfg)
+    result.run = _provenance(
+        run_path,
+        tmpl,
+        cfg,
+        design,
+        result,
+        outputs,
+        n_jobs,
+        {"gate_and_quantify_s": gated - started},
+    )
+    result.run["timings"]["total_s"] = time.perf_counter() - started
+    if out is not None:
+        result.out = Path(out)
+        result.written = write_outputs(result, Path(out), output_format)
+    return result
+
+
+def _check_config_against_template(cfg: RunConfig, tmpl: Template) -> None:
+    problems = []
+    populations = set(tmpl.population_names())
+    for pop in (*cfg.marker_populations, *cfg.count_populations):
+        if pop not in populations:
+            problems.append(
+                f"population {pop!r} is not in template {tmpl.name} "
+                f"({', '.join(tmpl.population_names())})"
+            )
+    for marker in (*cfg.rmfi_markers, *cfg.positivity_markers):
+        if marker not in tmpl.panel:
+            problems.append(
+                f"marker {marker!r} is not in template {tmpl.name}'s panel "
+                f"({', '.join(tmpl.panel)})"
+            )
+    if problems:
+        where = cfg.path or "run config"
+        raise DesignError(f"{where}: " + "; ".join(problems))
+
+
+def _assemble(outputs: list[dict[str, Any]], design: Design, cfg: RunConfig) -> BatchResult:
+    import pandas as pd
+
+    from cytogate.stats import Comparison, default_comparisons, fold_changes, paired_statistics
+
+    order = {tp: i for i, tp in enumerate(cfg.timepoints)}
+    tube_order = {STAINED: 0, cfg.control_tube: 1}
+
+    def frame(key: str, extra_sort: list[str]) -> pd.DataFrame:
+        df = pd.DataFrame([r for o in outputs for r in o[key]])
+        if df.empty:
+            return df
+        df = df.assign(_tp=df["timepoint"].map(order), _tube=df["tube"].map(tube_order))
+        df = df.sort_values(["patient", "_tp", "_tube", *extra_sort], kind="stable")
+        return df.drop(columns=["_tp", "_tube"]).reset_index(drop=True)
+
+    samples = frame("samples", [])
+    populations = frame("populations", [])
+    markers = frame("markers", [])
+    values = _measure_values(populations, markers, samples, cfg)
+    timecourse = fold_changes(values, cfg.timepoints, cfg.baseline)
+    comparisons = (
+        [Comparison(a, b) for a, b in cfg.comparisons]
+        if cfg.comparisons
+        else default_comparisons(cfg.timepoints, cfg.baseline)
+    )
+    stats = paired_statistics(values, comparisons, test=cfg.test, correction=cfg.correction)
+    return BatchResult(samples, populations, markers, timecourse, stats, run={})
+
+
+def _measure_values(
+    populations: pd.DataFrame, markers: pd.DataFrame, samples: pd.DataFrame, cfg: RunConfig
+) -> pd.DataFrame:
+    """Long table patient × timepoint × measure of the stained tubes' values, for statistics.
+
+    Measures: ``<population>_per_ul`` for each count population, and
+    ``<population>_<marker>_rmfi_<statistic>`` / ``<population>_<marker>_pct_positive``.
+    """
+    import pandas as pd
+
+    cohort = (
+        samples.set_index(["patient", "timepoint"])["cohort"].groupby(level=[0, 1]).first()
+        if not samples.empty
+        else pd.Series(dtype=str)
+    )
+    parts = []
+    if not populations.empty:
+        pops = populations[
+            (populations["tube"] == STAINED) & populations["population"].isin(cfg.count_populations)
+        ]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "patient": pops["patient"],
+                    "timepoint": pops["timepoint"],
+                    "measure": pops["population"] + "_per_ul",
+                    "value": pops["per_ul"],
+                    "reason": pops["reason"],
+                }
+            )
+        )
+    if not markers.empty:
+        stained = markers[markers["tube"] == STAINED]
+        rmfi = stained[stained["marker"].isin(cfg.rmfi_markers)]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "patient": rmfi["patient"],
+                    "timepoint": rmfi["timepoint"],
+                    "measure": rmfi["population"]
+                    + "_"
+                    + rmfi["marker"]
+                    + f"_rmfi_{cfg.mfi_statistic}",
+                    "value": rmfi["rmfi"],
+                    "reason": rmfi["reason"],
+                }
+            )
+        )
+        pos = stained[stained["marker"].isin(cfg.positivity_markers)]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "patient": pos["patient"],
+                    "timepoint": pos["timepoint"],
+                    "measure": pos["population"] + "_" + pos["marker"] + "_pct_positive",
+                    "value": pos["pct_positive"],
+                    "reason": pos["reason"],
+                }
+            )
+        )
+    if not parts:
+        return pd.DataFrame(
+            columns=["patient", "cohort", "timepoint", "measure", "value", "reason"]
+        )
+    values = pd.concat(parts, ignore_index=True)
+    values["cohort"] = [
+        cohort.get((p, t), "") for p, t in zip(values["patient"], values["timepoint"], strict=True)
+    ]
+    return values[["patient", "cohort", "timepoint", "measure", "value", "reason"]]
+
+
+def _provenance(
+    run_dir: Path,
+    tmpl: Template,
+    cfg: RunConfig,
+    design: Design,
+    result: BatchResult,
+    outputs: list[dict[str, Any]],
+    jobs: int,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    samples = result.samples
+    seconds = {name: s for o in outputs for name, s in o["seconds"].items()}
+    return {
+        "cytogate_version": __version__,
+        "python": platform.python_version(),
+        "run_dir": str(run_dir),
+        "template": {
+            "name": tmpl.name,
+            "path": str(tmpl.path) if tmpl.path else None,
+            "sha256": tmpl.sha256,
+        },
+        "config": cfg.to_dict(),
+        "design_source": design.source,
+        "inputs": [
+            {
+                "file": r.file,
+                "sha256": r.sha256,
+                "patient": r.patient,
+                "timepoint": r.timepoint,
+                "tube": r.tube,
+                "status": r.status,
+            }
+            for r in samples.itertuples()
+        ]
+        if not samples.empty
+        else [],
+        "failures": [
+            {"file": r.file, "error": r.error} for r in samples.itertuples() if r.status == "failed"
+        ]
+        if not samples.empty
+        else [],
+        "warnings": design.warnings,
+        "exit_status": result.exit_status,
+        "jobs": jobs,
+        "timings": {**timings, "per_file_s": seconds},
+    }
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_outputs(
+    result: BatchResult, out: Path, output_format: OutputFormat = "csv"
+) -> list[Path]:
+    """Write every table and run.json into ``out``, each atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, table in result.tables().items():
+        if output_format in ("csv", "both"):
+            written.append(
+                _atomic(out / f"{name}.csv", lambda p, t=table: t.to_csv(p, index=False))
+            )
+        if output_format in ("parquet", "both"):
+            written.append(
+                _atomic(out / f"{name}.parquet", lambda p, t=table: t.to_parquet(p, index=False))
+            )
+    written.append(
+        _atomic(
+            out / "run.json",
+            lambda p: Path(p).write_text(
+                json.dumps(result.run, indent=2, default=str) + "\n", encoding="utf-8"
+            ),
+        )
+    )
+    return written
+
+
+def _atomic(final: Path, write: Callable[[str], Any]) -> Path:
+    """Write via a temporary file in the same folder, then rename over ``final``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return final
