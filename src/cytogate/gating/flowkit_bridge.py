@@ -1,0 +1,544 @@
+"""Express a cytogate template, resolved for one file, as a FlowKit ``GatingStrategy``.
+
+Why: FlowKit (and, through GatingML 2.0, FlowJo) is the reference implementation our users
+trust. Translating our gates into FlowKit's model lets them check our gates in their own tools
+(DESIGN §4) and lets our tests compare cytogate's masks with FlowKit's, event for event.
+
+A template names *markers* and may offer several geometry *variants* per gate; FlowKit/GatingML
+name *channels* ($PnN) and have exactly one geometry per gate. So a strategy is always built for
+one file: each marker is resolved to that file's channel and each gate uses the variant the
+engine chooses for that file. Pass a :class:`~cytogate.gating.engine.GatingResult` to reuse
+exactly what the engine did, or a template and a sample to resolve the same way without gating.
+
+How each part maps (GatingML 2.0 names; formulas checked against FlowKit 1.3 / flowutils):
+
+* compensation: an explicit ``Matrix`` (id ``spillover``) holding the very matrix the engine
+  used, in the same channel order, so FlowKit's ``flowutils.compensate`` call is the same
+  computation as ours. Dimensions on channels outside the matrix (scatter) are
+  ``uncompensated``. With ``fcs_compensation=True`` the file's own keyword is referenced instead
+  (``FCS``), which makes an exported document portable across files of one instrument.
+* ``linear`` ``(x - bottom) / (top - bottom)`` = ``flin(x, T, A) = (x + A) / (T + A)`` with
+  ``T = top`` and ``A = -bottom`` (bit-identical: ``x + (-b)`` is the same IEEE operation as
+  ``x - b``).
+* ``log`` = ``flog(T, M)`` and ``logicle`` = ``logicle(T, W, M, A)``, same flowutils code;
+  ``"range"`` parameters are the channel's $PnR. One deliberate difference: cytogate puts
+  non-positive values on a log scale at ``-1/M`` (one decade below the scale) so gates see them
+  as "low"; GatingML leaves them undefined (FlowKit gives -inf for 0, NaN for x < 0). A gate
+  that reaches down to ``-1/M`` on a log dimension therefore may disagree on such events, and
+  :func:`to_flowkit_strategy` warns (:class:`FlowKitAgreementWarning`) when a gate does.
+* ``arcsinh`` ``asinh(x / c)`` has no parameter-for-parameter GatingML twin, but ``fasinh(x,
+  T, M, A) = (asinh(x sinh(M ln 10) / T) + A ln 10) / ((M + A) ln 10)`` equals it with ``A = 0``,
+  ``M = 1 / ln 10`` and ``T = c sinh(1)``. ``M`` is the double for which ``M * ln(10)`` rounds
+  to exactly 1.0, so the scaled values (and therefore all gate coordinates) agree to the last
+  bit of ``x / c`` (flowutils computes ``x * (sinh(1) / T)``): only an event within about one
+  ulp of a gate edge can fall differently.
+* gates: rectangle/range → ``RectangleGate`` (a ``None`` bound stays open), polygon →
+  ``PolygonGate``, ellipse → ``EllipsoidGate`` (mean, covariance, distance square), quadrant →
+  ``QuadrantGate`` (one divider per dimension, "+" = ``[at, ∞)``, "-" = ``(-∞, at)``), boolean →
+  ``BooleanGate`` (and/or/not of gate references), in the same hierarchy. A quadrant gate keeps
+  its name as the FlowKit QuadrantGate and its populations become the quadrants.
+* an optional gate the engine skipped (no variant fits the file) passes its parent's events
+  through; it becomes a range gate with no bounds on the file's first channel, which FlowKit
+  evaluates as "every event" (GatingML asks for at least one bound, so strict readers may reject
+  such a document; a skipped gate is best fixed in the template).
+
+flowkit is imported inside the functions only, so ``import cytogate`` stays light.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cytogate.errors import CytogateError, GatingError, PanelError
+from cytogate.gating.gates import Boolean, Ellipse, Geometry, Polygon, Quadrant, Rectangle
+from cytogate.gating.template import ROOT, GateSpec, Template, load_template
+from cytogate.panel import ResolvedMarker, find_marker
+
+if TYPE_CHECKING:  # pragma: no cover
+    import flowkit
+    import pandas as pd
+
+    from cytogate.fcs import Sample
+    from cytogate.gating.engine import GatingResult
+
+__all__ = [
+    "FlowKitAgreementWarning",
+    "export_gatingml",
+    "flowkit_memberships",
+    "to_flowkit_strategy",
+]
+
+MATRIX_ID = "spillover"
+# The double M for which flowutils' divisor (M + 0) * ln(10) is exactly 1.0 (see module doc).
+ASINH_M = 0.4342944819032518
+
+
+class FlowKitAgreementWarning(UserWarning):
+    """A translated gate may include events differently in FlowKit than in cytogate."""
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """One gate of the template as applied to one file."""
+
+    spec: GateSpec
+    geometry: Geometry | None  # None: optional gate skipped for this file
+    markers: tuple[ResolvedMarker, ...]  # one per geometry dimension
+
+
+@dataclass(frozen=True)
+class _Plan:
+    template: Template
+    sample: Sample
+    gates: tuple[_Planned, ...]
+    spillover: pd.DataFrame | None  # the matrix the engine used (None: uncompensated)
+    from_file: bool  # the matrix is the file's own spillover keyword
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def to_flowkit_strategy(
+    source: GatingResult | Template | str | os.PathLike[str],
+    sample: Sample | None = None,
+    *,
+    compensation: str | pd.DataFrame | None = None,
+    reference: dict[str, str] | None = None,
+    fcs_compensation: bool = False,
+) -> flowkit.GatingStrategy:
+    """Build the FlowKit GatingStrategy equivalent to ``source`` on ``sample``.
+
+    Args:
+        source: a :class:`GatingResult` (its sample, compensation, resolved channels and chosen
+            variants are used as they are), or a template (object, bundled name or path), which
+            is resolved for ``sample`` exactly as :func:`cytogate.gating.engine.gate` would.
+        sample: the file; required with a template, optional (and must be the result's) with a
+            result.
+        compensation: as in :func:`~cytogate.gating.engine.gate` ("file", "none", a CSV path
+            or a labelled matrix). With a result it is only needed when the engine was given a
+            matrix object by the caller (a result does not keep the matrix itself).
+        reference: marker -> $PnN of the matched stained tube (isotype tubes), as in ``gate``.
+        fcs_compensation: reference the file's own spillover keyword (GatingML ``FCS``) rather
+            than embedding the matrix. Only when the engine used the file's keyword.
+
+    Raises:
+        CytogateError: the template or file cannot be expressed (see the message).
+    """
+    import flowkit as fk
+
+    plan = _plan(source, sample, compensation, reference)
+    comp_ref_of = _compensation_refs(plan, fcs_compensation)
+    strategy = fk.GatingStrategy()
+    if plan.spillover is not None and not fcs_compensation:
+        strategy.add_comp_matrix(MATRIX_ID, _matrix(plan))
+
+    xforms = _Transforms(plan, strategy)
+    node_path: dict[str, tuple[str, ...]] = {ROOT: ("root",)}
+    for planned in plan.gates:
+        spec, geometry = planned.spec, planned.geometry
+        parent_path = node_path[spec.parent]
+        if geometry is None:
+            first = str(plan.sample.channels["pnn"].iloc[0])
+            fk_gate: Any = fk.gates.RectangleGate(
+                spec.name, [fk.Dimension(first, "uncompensated", None, None, None)]
+            )
+        elif isinstance(geometry, Boolean):
+            refs = [
+                {"ref": op, "path": node_path[op][:-1], "complement": False}
+                for op in geometry.operands
+            ]
+            fk_gate = fk.gates.BooleanGate(spec.name, geometry.op, refs)
+        else:
+            fk_gate = _geometry_gate(fk, spec.name, geometry, planned.markers, xforms, comp_ref_of)
+            xforms.warn_log_floor(spec.name, geometry, planned.markers)
+        strategy.add_gate(fk_gate, parent_path)
+        if isinstance(geometry, Quadrant):
+            for pop in geometry.populations:
+                node_path[pop] = (*parent_path, spec.name, pop)
+        else:
+            node_path[spec.name] = (*parent_path, spec.name)
+    return strategy
+
+
+def export_gatingml(
+    source: GatingResult | Template | str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    sample: Sample | None = None,
+    **options: Any,
+) -> Path:
+    """Write ``source`` (a result, or a template with ``sample``) as a GatingML 2.0 document.
+
+    Uses FlowKit's writer on :func:`to_flowkit_strategy`'s strategy (``options`` are passed on),
+    so FlowJo/FlowKit users can load our gates. One repair: FlowKit 1.3 writes a quadrant's
+    position as ``2 * divider`` or ``divider / 2``, which lands on the wrong side of a divider
+    at or below zero; positions are rewritten to lie strictly inside each quadrant. The file is
+    written to a temporary name and renamed, so a crash never leaves half a document.
+    """
+    import io
+
+    import flowkit as fk
+    from lxml import etree
+
+    strategy = to_flowkit_strategy(source, sample, **options)
+    buffer = io.BytesIO()
+    fk.export_gatingml(strategy, buffer)
+    root = etree.fromstring(buffer.getvalue())
+    _fix_quadrant_positions(root, strategy)
+    payload = etree.tostring(root, encoding="utf-8", xml_declaration=True, pretty_print=True)
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(payload)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def flowkit_memberships(
+    fk_results: Any, source: GatingResult | Template | str | os.PathLike[str]
+) -> dict[str, np.ndarray]:
+    """Population -> boolean mask over all events from FlowKit ``GatingResults``.
+
+    Population names are unique within a template, so each is looked up by name; the result
+    has the same keys, in the same order, as :attr:`GatingResult.populations`.
+    """
+    template = _template_of(source)
+    return {
+        pop: np.asarray(fk_results.get_gate_membership(pop), dtype=bool)
+        for pop in template.population_names()
+    }
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _template_of(source: Any) -> Template:
+    if isinstance(source, Template | str | os.PathLike):
+        return load_template(source)
+    return source.template
+
+
+def _plan(
+    source: Any,
+    sample: Sample | None,
+    compensation: str | pd.DataFrame | None,
+    reference: dict[str, str] | None,
+) -> _Plan:
+    if not isinstance(source, Template | str | os.PathLike):
+        return _plan_from_result(source, sample, compensation)
+    if sample is None:
+        raise CytogateError("to_flowkit_strategy: a template needs the sample it is resolved for")
+    template = load_template(source)
+    known: dict[str, ResolvedMarker] = {}
+    planned = []
+    for spec in template.gates:
+        geometry, markers, problems = None, (), []
+        for candidate in spec.variants:
+            try:
+                markers = tuple(
+                    known[d]
+                    if d in known
+                    else find_marker(sample, template.panel[d], (reference or {}).get(d))
+                    for d in candidate.dims
+                )
+            except PanelError as exc:
+                problems.append(str(exc).removeprefix(f"{sample.path.name}: "))
+                continue
+            geometry = candidate
+            break
+        if geometry is None and not spec.optional:
+            raise GatingError(f"{sample.path.name}: gate '{spec.name}': {'; '.join(problems)}")
+        for dim, marker in zip(geometry.dims if geometry else (), markers, strict=True):
+            known.setdefault(dim, marker)
+        planned.append(_Planned(spec, geometry, markers))
+    matrix, from_file = _choose_matrix(sample, template.compensation, compensation)
+    return _Plan(template, sample, tuple(planned), matrix, from_file)
+
+
+def _plan_from_result(
+    result: GatingResult, sample: Sample | None, compensation: str | pd.DataFrame | None
+) -> _Plan:
+    if sample is not None and sample is not result.sample:
+        raise CytogateError(
+            "to_flowkit_strategy: the sample given is not the one the result was gated on"
+        )
+    template = result.template
+    specs = {spec.name: spec for spec in template.gates}
+    planned = []
+    for applied in result.gates:
+        spec = specs[applied.name]
+        if applied.status != "applied" or applied.geometry is None:
+            planned.append(_Planned(spec, None, ()))
+            continue
+        markers = tuple(result.markers[d] for d in applied.geometry.dims)
+        planned.append(_Planned(spec, applied.geometry, markers))
+    choice: str | pd.DataFrame
+    note = result.compensation
+    if compensation is not None:
+        choice = compensation
+    elif note.startswith("none"):
+        choice = "none"
+    elif note.startswith("file spillover keyword"):
+        choice = "file"
+    elif note.startswith("matrix given by caller"):
+        raise CytogateError(
+            "to_flowkit_strategy: the result was compensated with a matrix given by the caller; "
+            "pass the same matrix as compensation=..."
+        )
+    elif note.startswith("matrix "):
+        choice = note.removeprefix("matrix ").rsplit(" (", 1)[0]
+    else:  # pragma: no cover - a new engine note this bridge does not know yet
+        raise CytogateError(f"to_flowkit_strategy: unknown compensation note {note!r}")
+    matrix, from_file = _choose_matrix(result.sample, template.compensation, choice)
+    return _Plan(template, result.sample, tuple(planned), matrix, from_file)
+
+
+def _choose_matrix(
+    sample: Sample, template_choice: str, override: str | pd.DataFrame | None
+) -> tuple[pd.DataFrame | None, bool]:
+    """The spillover matrix the engine uses for this choice (same rules as the engine)."""
+    from cytogate.transforms import read_spillover_csv
+
+    choice = template_choice if override is None else override
+    if isinstance(choice, str):
+        if choice == "none":
+            return None, False
+        if choice == "file":
+            return sample.spillover, sample.spillover is not None
+        return read_spillover_csv(choice), False
+    return choice, False
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def _matrix(plan: _Plan) -> Any:
+    import flowkit as fk
+
+    assert plan.spillover is not None
+    matrix = plan.spillover
+    names = [str(c) for c in matrix.columns]
+    if list(matrix.index) == list(matrix.columns):
+        matrix = matrix.loc[names, names]
+    pnn = [str(v) for v in plan.sample.channels["pnn"]]
+    pns = [str(v) for v in plan.sample.channels["pns"]]
+    missing = [n for n in names if n not in pnn]
+    if missing:
+        raise GatingError(
+            f"{plan.sample.path.name}: spillover names channel(s) {', '.join(missing)} not in "
+            f"the file (channels: {', '.join(pnn)})"
+        )
+    fluorochromes = [pns[pnn.index(n)] or n for n in names]
+    return fk.Matrix(matrix.to_numpy(dtype=np.float64), names, fluorochromes)
+
+
+def _compensation_refs(plan: _Plan, fcs_compensation: bool) -> dict[str, str]:
+    """$PnN -> GatingML compensation-ref for every channel (``uncompensated`` by default)."""
+    pnn = [str(v) for v in plan.sample.channels["pnn"]]
+    refs = dict.fromkeys(pnn, "uncompensated")
+    if plan.spillover is None:
+        return refs
+    if fcs_compensation and not plan.from_file:
+        raise CytogateError(
+            "to_flowkit_strategy: fcs_compensation=True references the file's spillover "
+            "keyword, but this gating used another matrix"
+        )
+    for name in plan.spillover.columns:
+        refs[str(name)] = "FCS" if fcs_compensation else MATRIX_ID
+    return refs
+
+
+def _ncname(text: str) -> str:
+    """A GatingML id (XML NCName) made from ``text``."""
+    clean = re.sub(r"[^A-Za-z0-9_.-]", "_", text)
+    return clean if re.match(r"[A-Za-z_]", clean) else f"_{clean}"
+
+
+class _Transforms:
+    """One FlowKit transform per marker (its scale, with $PnR resolved for its channel)."""
+
+    def __init__(self, plan: _Plan, strategy: Any) -> None:
+        self.plan = plan
+        self.strategy = strategy
+        self.ids: dict[str, tuple[str, float]] = {}  # marker -> (transform id, coordinate factor)
+
+    def ref(self, marker: ResolvedMarker) -> tuple[str, float]:
+        """Transform id for ``marker`` and the factor taking our coordinates to FlowKit's."""
+        if marker.marker in self.ids:
+            return self.ids[marker.marker]
+        import flowkit as fk
+
+        scale = self.plan.template.scale_for(marker.marker)
+        pnr = float(self.plan.sample.channels["pnr"].iloc[marker.index])
+        p = scale.params
+
+        def value(key: str) -> float:
+            return pnr if p[key] == "range" else float(p[key])
+
+        factor = 1.0
+        xform: Any
+        if scale.kind == "linear":
+            bottom = float(p["bottom"])
+            xform = fk.transforms.LinearTransform(param_t=value("top"), param_a=0.0 - bottom)
+        elif scale.kind == "log":
+            xform = fk.transforms.LogTransform(param_t=value("T"), param_m=float(p["M"]))
+        elif scale.kind == "logicle":
+            xform = fk.transforms.LogicleTransform(
+                param_t=value("T"),
+                param_w=float(p["W"]),
+                param_m=float(p["M"]),
+                param_a=float(p["A"]),
+            )
+        elif scale.kind == "arcsinh":
+            ln10 = np.log(10)
+            top = float(p["cofactor"]) * float(np.sinh(ASINH_M * ln10))
+            xform = fk.transforms.AsinhTransform(param_t=top, param_m=ASINH_M, param_a=0.0)
+            factor = float(1.0 / ((ASINH_M + 0.0) * ln10))  # 1.0 exactly; kept for clarity
+        else:  # pragma: no cover - Scale.from_spec admits no other kind
+            raise NotImplementedError(f"no GatingML transform for scale {scale.kind!r}")
+        taken = {xid for xid, _ in self.ids.values()}
+        xid = base = _ncname(f"{scale.kind}_{marker.marker}")
+        n = 2
+        while xid in taken:
+            xid, n = f"{base}_{n}", n + 1
+        self.strategy.add_transform(xid, xform)
+        self.ids[marker.marker] = (xid, factor)
+        return xid, factor
+
+    def warn_log_floor(
+        self, gate: str, geometry: Geometry, markers: tuple[ResolvedMarker, ...]
+    ) -> None:
+        """Warn when a gate reaches the place cytogate puts non-positive values of a log dim."""
+        for j, marker in enumerate(markers):
+            scale = self.plan.template.scale_for(marker.marker)
+            if scale.kind != "log":
+                continue
+            floor = -1.0 / float(scale.params["M"])
+            if _lowest(geometry, j) <= floor:
+                warnings.warn(
+                    f"gate '{gate}': {marker.marker} ({marker.pnn}) is on a log scale and the "
+                    f"gate reaches {floor:.4g}, where cytogate places non-positive values; "
+                    "GatingML/FlowKit leave them undefined (x = 0 -> -inf, x < 0 -> NaN), so "
+                    "such events may be gated differently",
+                    FlowKitAgreementWarning,
+                    stacklevel=3,
+                )
+
+
+def _lowest(geometry: Geometry, j: int) -> float:
+    """Lowest coordinate the gate's region reaches along dimension ``j``."""
+    if isinstance(geometry, Rectangle):
+        lo = geometry.min[j]
+        return -math.inf if lo is None else lo
+    if isinstance(geometry, Polygon):
+        return min(v[j] for v in geometry.vertices)
+    if isinstance(geometry, Ellipse):
+        return geometry.center[j] - math.sqrt(geometry.covariance[j][j] * geometry.distance_square)
+    if isinstance(geometry, Quadrant):
+        signs = {s[j] for s in geometry.populations.values()}
+        return -math.inf if "-" in signs else geometry.at[j]
+    return math.inf  # pragma: no cover - booleans have no dimensions
+
+
+def _geometry_gate(
+    fk: Any,
+    name: str,
+    geometry: Geometry,
+    markers: tuple[ResolvedMarker, ...],
+    xforms: _Transforms,
+    comp_ref_of: dict[str, str],
+) -> Any:
+    refs = [xforms.ref(m) for m in markers]
+    factors = [f for _, f in refs]
+
+    def dim(j: int, lo: float | None = None, hi: float | None = None) -> Any:
+        m = markers[j]
+        return fk.Dimension(
+            m.pnn,
+            compensation_ref=comp_ref_of[m.pnn],
+            transformation_ref=refs[j][0],
+            range_min=None if lo is None else lo * factors[j],
+            range_max=None if hi is None else hi * factors[j],
+        )
+
+    if isinstance(geometry, Rectangle):
+        dims = [
+            dim(j, lo, hi)
+            for j, (lo, hi) in enumerate(zip(geometry.min, geometry.max, strict=True))
+        ]
+        return fk.gates.RectangleGate(name, dims)
+    if isinstance(geometry, Polygon):
+        vertices = [[x * factors[0], y * factors[1]] for x, y in geometry.vertices]
+        return fk.gates.PolygonGate(name, [dim(0), dim(1)], vertices)
+    if isinstance(geometry, Ellipse):
+        f = np.asarray(factors)
+        cov = np.asarray(geometry.covariance, dtype=np.float64) * np.outer(f, f)
+        center = [c * fj for c, fj in zip(geometry.center, factors, strict=True)]
+        return fk.gates.EllipsoidGate(
+            name, [dim(0), dim(1)], center, cov.tolist(), float(geometry.distance_square)
+        )
+    if isinstance(geometry, Quadrant):
+        dividers = []
+        for j, m in enumerate(markers):
+            dividers.append(
+                fk.QuadrantDivider(
+                    _ncname(f"{name}_div{j + 1}"),
+                    m.pnn,
+                    comp_ref_of[m.pnn],
+                    [geometry.at[j] * factors[j]],
+                    transformation_ref=refs[j][0],
+                )
+            )
+        quadrants = []
+        for pop, signs in geometry.populations.items():
+            ranges = [
+                (geometry.at[j] * factors[j], None)
+                if s == "+"
+                else (None, geometry.at[j] * factors[j])
+                for j, s in enumerate(signs)
+            ]
+            quadrants.append(fk.gates.Quadrant(pop, [d.id for d in dividers], ranges))
+        return fk.gates.QuadrantGate(name, dividers, quadrants)
+    raise NotImplementedError(f"gate '{name}': no FlowKit gate for {type(geometry).__name__}")
+
+
+def _fix_quadrant_positions(root: Any, strategy: Any) -> None:
+    """Rewrite each quadrant ``position/@location`` to a point strictly inside its range."""
+    import flowkit as fk
+
+    ns_g = "http://www.isac-net.org/std/Gating-ML/v2.0/gating"
+    ranges: dict[tuple[str, str], tuple[float | None, float | None]] = {}
+    for node in strategy.get_gate_ids():
+        gate_id, gate_path = node
+        try:
+            g = strategy.get_gate(gate_id, gate_path)
+        except fk.exceptions.QuadrantReferenceError:
+            continue
+        if isinstance(g, fk.gates.QuadrantGate):
+            for q_id, q in g.quadrants.items():
+                for div in q.divider_refs:
+                    ranges[(q_id, div)] = q.get_divider_range(div)
+    for quad in root.iter(f"{{{ns_g}}}Quadrant"):
+        q_id = quad.get(f"{{{ns_g}}}id")
+        for pos in quad.iter(f"{{{ns_g}}}position"):
+            div = pos.get(f"{{{ns_g}}}divider_ref")
+            lo, hi = ranges[(q_id, div)]
+            if lo is None and hi is not None:
+                inside = hi - max(1.0, abs(hi))
+            elif hi is None and lo is not None:
+                inside = lo + max(1.0, abs(lo))
+            elif lo is not None and hi is not None:
+                inside = (lo + hi) / 2.0
+            else:  # pragma: no cover - our quadrants always have one bound per divider
+                continue
+            pos.set(f"{{{ns_g}}}location", repr(float(inside)))
