@@ -608,9 +608,9 @@ def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
 def make_patients(config: StudyConfig) -> list[PatientParams]:
     """Draw every patient's planted parameters from the config's seed.
 
-    Each patient draws from its own stream ``(seed, 0, index)``, so patient P01 is the same
-    whether the study has 3 or 30 patients; which patients are atypical is drawn from a
-    study-level stream ``(seed, 2)``.
+    Each patient draws from its own stream ``(seed, 0, index)``, so adding patients leaves the
+    others' draws unchanged; which patients are atypical (or CD45-negative) is drawn from a
+    study-level stream ``(seed, 2)`` and does depend on the number of patients.
     """
     geo, comp, mk, eff = config.geometry, config.composition, config.markers, config.effects
     study_rng = np.random.default_rng([config.seed, 2])
