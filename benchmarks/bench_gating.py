@@ -1,0 +1,221 @@
+"""Read + gate one large simulated file: cytogate vs FlowKit 1.3 vs the raw read floor.
+
+Why: DESIGN §9 states performance as ratios against FlowKit (the tool our users would otherwise
+use) and against the fastest possible read (``numpy.fromfile`` of the DATA segment), measured
+on the same file in one run, so the figures do not depend on the machine.
+
+What is timed (median of ``--repeats`` runs; the order of the tools alternates between runs and
+the file is in the page cache for all of them, so this measures CPU work, not the disk):
+
+* floor    ``numpy.fromfile`` of the DATA segment (offsets from the file's TEXT);
+* cytogate ``read_fcs`` (read), then ``cytogate.gate`` with the default template (gate =
+  compensate with the file's spillover + scale + evaluate every gate);
+* FlowKit  ``flowkit.Sample(path)`` (read), then ``GatingStrategy.gate_sample`` (gate) with the
+  strategy :mod:`cytogate.gating.flowkit_bridge` builds for the same template and file (built
+  once, outside the timing, as a FlowKit user would load a GatingML file once).
+
+The two tools' population counts are compared (they must be identical; see
+``tests/test_flowkit_agreement.py``); the exit status is 1 if they are not. Nothing is asserted
+about time.
+
+    python benchmarks/bench_gating.py [--events 1000000] [--repeats 5] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def data_segment(path: Path) -> tuple[int, np.dtype, int, int]:
+    """(offset, dtype, events, parameters) of the DATA segment, from HEADER and TEXT only.
+
+    Deliberately minimal (float data, one data set): the floor is a number to compare against,
+    not a reader.
+    """
+    with open(path, "rb") as fh:
+        header = fh.read(58)
+        text_start, text_end = int(header[10:18]), int(header[18:26])
+        fh.seek(text_start)
+        raw = fh.read(text_end - text_start + 1).decode("latin-1")
+    delim = raw[0]
+    tokens = re.split(f"(?<!{re.escape(delim)}){re.escape(delim)}(?!{re.escape(delim)})", raw[1:])
+    keywords = {tokens[i].upper(): tokens[i + 1] for i in range(0, len(tokens) - 1, 2)}
+    if keywords["$DATATYPE"] not in ("F", "D") or keywords.get("$MODE", "L") != "L":
+        raise SystemExit(f"{path}: the floor handles float list-mode data only")
+    byteorder = "<" if keywords["$BYTEORD"].startswith("1") else ">"
+    dtype = np.dtype(f"{byteorder}{'f4' if keywords['$DATATYPE'] == 'F' else 'f8'}")
+    return (
+        int(keywords["$BEGINDATA"]) or int(header[26:34]),
+        dtype,
+        int(keywords["$TOT"]),
+        int(keywords["$PAR"]),
+    )
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    gc.collect()
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="events in the file")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per tool (median)")
+    parser.add_argument("--seed", type=int, default=None, help="simulator seed (default: config)")
+    parser.add_argument("--keep", type=Path, default=None, help="write the file here, keep it")
+    parser.add_argument(
+        "--profile", action="store_true", help="also cProfile one cytogate read + gate"
+    )
+    args = parser.parse_args(argv)
+
+    import flowkit as fk
+
+    import cytogate
+    from cytogate import read_fcs
+    from cytogate.gating.flowkit_bridge import flowkit_memberships, to_flowkit_strategy
+    from cytogate.gating.template import load_template
+    from cytogate.simulate import StudyConfig, write_benchmark_file
+
+    template = load_template("aml_blasts_cd45_ssc")
+    config = StudyConfig() if args.seed is None else StudyConfig(seed=args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"bench_{args.events}.fcs"
+        t_write, _ = timed(lambda: write_benchmark_file(path, n_events=args.events, config=config))
+        size_mb = path.stat().st_size / 1e6
+        offset, dtype, n_events, n_par = data_segment(path)
+        print(
+            f"file: {path.name}, {n_events:,} events x {n_par} channels, {size_mb:.1f} MB "
+            f"(simulated, seed {config.seed}, written in {t_write:.2f} s)"
+        )
+        print(
+            f"cytogate {cytogate.__version__}, flowkit {fk.__version__}, numpy {np.__version__}, "
+            f"python {sys.version.split()[0]}; median of {args.repeats} runs\n",
+            flush=True,
+        )
+
+        strategy = to_flowkit_strategy(template, read_fcs(path))  # once, like loading GatingML
+
+        def floor() -> np.ndarray:
+            return np.fromfile(path, dtype=dtype, count=n_events * n_par, offset=offset)
+
+        def cytogate_run() -> tuple[float, float, Any]:
+            t_read, sample = timed(lambda: read_fcs(path))
+            t_gate, result = timed(lambda: cytogate.gate(sample, template))
+            return t_read, t_gate, result
+
+        def flowkit_run() -> tuple[float, float, float, Any]:
+            t_read, fk_sample = timed(lambda: fk.Sample(str(path)))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                t_gate, results = timed(lambda: strategy.gate_sample(fk_sample))
+                # FlowKit's opt-in cache of compensated/transformed columns across gates
+                t_cached, _ = timed(lambda: strategy.gate_sample(fk_sample, cache_events=True))
+            strategy.clear_cache()  # so no run starts with a warm cache
+            return t_read, t_gate, t_cached, results
+
+        times: dict[str, list[float]] = {
+            k: [] for k in ("floor", "cg_read", "cg_gate", "fk_read", "fk_gate", "fk_cached")
+        }
+        result = fk_results = None
+        for i in range(args.repeats):
+            times["floor"].append(timed(floor)[0])
+            order = ("cg", "fk") if i % 2 == 0 else ("fk", "cg")
+            for tool in order:
+                if tool == "cg":
+                    t_read, t_gate, result = cytogate_run()
+                    times["cg_read"].append(t_read)
+                    times["cg_gate"].append(t_gate)
+                else:
+                    t_read, t_gate, t_cached, fk_results = flowkit_run()
+                    times["fk_read"].append(t_read)
+                    times["fk_gate"].append(t_gate)
+                    times["fk_cached"].append(t_cached)
+            print(f"  run {i + 1}/{args.repeats} done", file=sys.stderr)
+
+        med = {k: statistics.median(v) for k, v in times.items()}
+        med["cg_total"] = med["cg_read"] + med["cg_gate"]
+        med["fk_total"] = med["fk_read"] + med["fk_gate"]
+        print_table(med, n_events)
+
+        assert result is not None and fk_results is not None
+        fk_masks = flowkit_memberships(fk_results, template)
+        print("\npopulation counts (cytogate / FlowKit):")
+        same = True
+        for pop in result.populations:
+            ours, theirs = result.count(pop), int(fk_masks[pop].sum())
+            identical = bool(np.array_equal(result.mask(pop), fk_masks[pop]))
+            same &= identical
+            flag = "identical masks" if identical else "MASKS DIFFER"
+            print(f"  {pop:<13} {ours:>9,} / {theirs:>9,}  {flag}")
+        print(
+            f"blasts: cytogate {result.count('blasts'):,}, "
+            f"FlowKit {int(fk_masks['blasts'].sum()):,} -> {'agree' if same else 'DISAGREE'}"
+        )
+
+        if args.profile:
+            profile(path, template)
+    return 0 if same else 1
+
+
+def print_table(med: dict[str, float], n_events: int) -> None:
+    def rate(seconds: float) -> str:
+        return f"{n_events / seconds / 1e6:6.1f} M/s" if seconds > 0 else "-"
+
+    rows = [
+        ("read", med["floor"], med["cg_read"], med["fk_read"]),
+        ("gate (comp+scale+gates)", None, med["cg_gate"], med["fk_gate"]),
+        ("total", med["floor"], med["cg_total"], med["fk_total"]),
+    ]
+    head = (
+        f"{'stage':<24}{'floor s':>9}{'cytogate s':>12}{'FlowKit s':>11}"
+        f"{'FK/cg':>8}{'cg/floor':>10}   {'cytogate ev/s':>13}{'FlowKit ev/s':>14}"
+    )
+    print(head)
+    print("-" * len(head))
+    for name, fl, cg, fkt in rows:
+        fl_s = f"{fl:9.3f}" if fl is not None else f"{'':>9}"
+        cg_floor = f"{cg / fl:10.1f}" if fl else f"{'':>10}"
+        print(
+            f"{name:<24}{fl_s}{cg:12.3f}{fkt:11.3f}{fkt / cg:8.1f}{cg_floor}   "
+            f"{rate(cg):>13}{rate(fkt):>14}"
+        )
+    print(f"(floor: numpy.fromfile of DATA, {rate(med['floor']).strip()})")
+    cached_total = med["fk_read"] + med["fk_cached"]
+    print(
+        f"(FlowKit with gate_sample(cache_events=True): gate {med['fk_cached']:.3f} s, total "
+        f"{cached_total:.3f} s, FK/cg {cached_total / med['cg_total']:.1f})"
+    )
+
+
+def profile(path: Path, template: Any) -> None:
+    """cProfile one cytogate read + gate; print where the time goes."""
+    import cProfile
+    import pstats
+
+    import cytogate
+    from cytogate import read_fcs
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    cytogate.gate(read_fcs(path), template)
+    profiler.disable()
+    print("\ncProfile of one cytogate read + gate (top 20 by own time):")
+    pstats.Stats(profiler).strip_dirs().sort_stats("tottime").print_stats(20)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
