@@ -37,7 +37,9 @@ Choices made here, and why:
   signed-rank test): pairs with a zero difference are dropped from the ranking; ``n_pairs``
   still counts them (they are complete pairs and enter the fold-change summary) and the note says
   how many were dropped. All differences zero → NaN. The statistic is scipy's two-sided one,
-  min(W+, W−); ``method="auto"`` (exact for small samples without ties/zeros, else normal).
+  min(W+, W−), with ``method="auto"``: the exact null distribution without ties or zeros; with
+  ties or zeros and n <= 13, scipy's permutation test over all 2**n sign flips (deterministic,
+  but ~1 s at n = 12); beyond that the normal approximation.
 * **Correction family = one measure's comparisons** (those with a finite p). Each measure is its
   own question (do blasts mobilise? does 12G5 binding fall?) and is reported as its own figure
   panel; correcting across measures would make a measure's p-values depend on how many other
@@ -52,7 +54,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -384,12 +386,17 @@ def _ids(patients: np.ndarray, mask: np.ndarray) -> str:
     return ", ".join(patients[mask])
 
 
-def _compare(measure: str, wide: pd.DataFrame, comp: Comparison, test: str) -> dict[str, object]:
-    """One stats row: ``wide`` is the measure's patients × timepoints value table."""
-    patients = wide.index.to_numpy(dtype=str)
+def _compare(
+    measure: str,
+    patients: np.ndarray,
+    by_timepoint: Mapping[str, np.ndarray],
+    comp: Comparison,
+    test: str,
+) -> dict[str, object]:
+    """One stats row. ``by_timepoint[tp]`` holds the measure's values aligned with ``patients``."""
     nan = np.full(len(patients), np.nan)
-    x = wide[comp.timepoint].to_numpy(dtype=np.float64) if comp.timepoint in wide else nan
-    r = wide[comp.reference].to_numpy(dtype=np.float64) if comp.reference in wide else nan
+    x = by_timepoint.get(comp.timepoint, nan)
+    r = by_timepoint.get(comp.reference, nan)
     has_x, has_r = np.isfinite(x), np.isfinite(r)
     notes: list[str] = []
     if np.any(has_x & ~has_r):
@@ -418,12 +425,8 @@ def _compare(measure: str, wide: pd.DataFrame, comp: Comparison, test: str) -> d
     stat, p, test_notes = _run_test(test, xs, rs)
     notes.extend(test_notes)
 
-    if fc.size >= 2:
-        from scipy.stats import sem
-
-        sem_fc = float(sem(fc, ddof=1))
-    else:
-        sem_fc = np.nan
+    # scipy.stats.sem(fc, ddof=1), written out: the same formula without scipy's per-call cost
+    sem_fc = float(np.std(fc, ddof=1) / np.sqrt(fc.size)) if fc.size >= 2 else np.nan
     return {
         "measure": measure,
         "comparison": comp.label,
@@ -489,11 +492,19 @@ def paired_statistics(
         )
 
     df = _prepare(values)
-    wide_all = df.pivot(index=["measure", "patient"], columns="timepoint", values="value")
+    # One patients × timepoints block per measure, sliced out of a single sorted pivot as plain
+    # arrays: a per-measure pandas selection would cost more than the tests themselves.
+    wide = df.pivot(index=["measure", "patient"], columns="timepoint", values="value").sort_index()
+    table = wide.to_numpy(dtype=np.float64)
+    measure_of = wide.index.get_level_values("measure").to_numpy(dtype=str)
+    patient_of = wide.index.get_level_values("patient").to_numpy(dtype=str)
+    measures, starts = np.unique(measure_of, return_index=True)
+    stops = [*starts[1:], len(measure_of)][: len(starts)]  # no measures: no blocks
     rows: list[dict[str, object]] = []
-    for measure in sorted(df["measure"].unique()):
-        wide = wide_all.xs(measure, level="measure").sort_index()
-        rows.extend(_compare(measure, wide, comp, test) for comp in comps)
+    for measure, start, stop in zip(measures, starts, stops, strict=True):
+        block = {tp: table[start:stop, j] for j, tp in enumerate(wide.columns)}
+        patients = patient_of[start:stop]
+        rows.extend(_compare(str(measure), patients, block, comp, test) for comp in comps)
 
     out = pd.DataFrame(rows, columns=[c for c in STATS_COLUMNS if c not in _DERIVED])
     out["correction"] = correction
