@@ -931,6 +931,10 @@ def simulate_sample(
     """
     if timepoint not in config.timepoints:
         raise SimulationError(f"unknown timepoint {timepoint!r} (one of {config.timepoints})")
+    if tube not in TUBES:
+        raise SimulationError(f"unknown tube {tube!r} (one of {TUBES})")
+    if n_events < 1:
+        raise SimulationError(f"n_events must be >= 1, got {n_events}")
     geo, inst = config.geometry, config.instrument
     p = _probabilities(config, patient, timepoint)
     counts = rng.multinomial(n_events, p)
@@ -984,6 +988,7 @@ def simulate_sample(
     # 10^6 events), then a Poisson process gives increasing Time in $TIMESTEP units.
     order = rng.permutation(n_events)
     unmixed = block[order]
+    del block, fluor  # bound peak memory for 10^6-event files
     seconds = np.cumsum(rng.exponential(1.0 / inst.event_rate_per_s, n_events))
     unmixed[:, 9] = seconds / inst.timestep
 
