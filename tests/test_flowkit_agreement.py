@@ -326,6 +326,61 @@ gates:
     assert result.mask("dim")[y <= 0].all()
 
 
+def test_channels_flowkit_reads_differently_are_warned(tmp_path):
+    # cytogate does not apply $PnG to float channels (fcs.py); FlowKit divides by it, so a gate
+    # on such a channel sees other values in FlowKit. The bridge must say so.
+    events = np.random.default_rng(8).uniform(0, 1000, (2_000, 2)).astype(np.float32)
+    path = write_fcs(tmp_path / "gain.fcs", events, ["X", "Y"], keywords={"$P1G": "2"})
+    template = parse_template(
+        """
+name: gain
+panel: {X: '^X$', Y: '^Y$'}
+compensation: none
+scales: {default: {kind: linear, top: 1000}}
+gates:
+  - {name: x_hi, kind: range, dims: [X], min: 0.4}
+  - {name: y_hi, kind: range, dims: [Y], min: 0.4}
+""",
+        Path("gain.yaml"),
+    )
+    result = gate(read_fcs(path), template)
+    with pytest.warns(FlowKitAgreementWarning, match=r"channel X .*\$PnG \(2\)") as record:
+        masks = _flowkit_masks(result, path)
+    assert not any("channel Y" in str(w.message) for w in record)  # Y has no gain: no warning
+    assert not np.array_equal(result.mask("x_hi"), masks["x_hi"])  # the warning was warranted
+    assert np.array_equal(result.mask("y_hi"), masks["y_hi"])
+
+
+def test_skipped_gate_and_non_xml_names_in_gatingml(tmp_path):
+    from lxml import etree
+
+    sample, path = _files(tmp_path, _random_events(2_000, 9)[:, :2], ["X", "Y"])
+    text = """
+name: skip
+panel: {X: '^X$', Y: '^Y$', Z: '^Z$'}
+compensation: none
+scales: {default: {kind: linear, top: 1000}}
+gates:
+  - {name: low, kind: range, dims: [Y], max: 0.5}
+  - {name: z_pos, parent: low, optional: true, kind: range, dims: [Z], min: 0.1}
+  - {name: right, parent: z_pos, kind: range, dims: [X], min: 0.5}
+"""
+    schema_dir = Path(fk.__file__).parent / "_resources"
+    schema = etree.XMLSchema(etree.parse(str(schema_dir / "Gating-ML.v2.0.xsd")))
+    result = gate(sample, parse_template(text, Path("skip.yaml")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FlowKitAgreementWarning)
+        doc = export_gatingml(result, tmp_path / "skip.xml")
+    assert schema.validate(etree.parse(str(doc))), schema.error_log
+    strategy = fk.parse_gating_xml(str(doc))
+    _assert_same(result, flowkit_memberships(strategy.gate_sample(fk.Sample(str(path))), result))
+
+    renamed = gate(sample, parse_template(text.replace("right", "2 right"), Path("skip.yaml")))
+    with pytest.warns(FlowKitAgreementWarning, match="'2 right'"):
+        doc = export_gatingml(renamed, tmp_path / "renamed.xml")
+    assert not schema.validate(etree.parse(str(doc)))
+
+
 def test_rounding_differences_are_bounded():
     from flowutils.gating import points_in_ellipsoid
 

@@ -37,10 +37,15 @@ How each part maps (GatingML 2.0 names; formulas checked against FlowKit 1.3 / f
   ``QuadrantGate`` (one divider per dimension, "+" = ``[at, ∞)``, "-" = ``(-∞, at)``), boolean →
   ``BooleanGate`` (and/or/not of gate references), in the same hierarchy. A quadrant gate keeps
   its name as the FlowKit QuadrantGate and its populations become the quadrants.
+* input values: FlowKit reads the file itself. Where its reader deliberately differs from
+  :func:`cytogate.fcs.read_fcs` (float channels with ``$PnG != 1`` or a log ``$PnE``, gain on
+  integer log channels, ``Time`` with ``$TIMESTEP``; see :mod:`cytogate.fcs`), a gate on such a
+  channel sees other numbers in FlowKit; :func:`to_flowkit_strategy` warns for gated channels.
 * an optional gate the engine skipped (no variant fits the file) passes its parent's events
   through; it becomes a range gate with no bounds on the file's first channel, which FlowKit
-  evaluates as "every event" (GatingML asks for at least one bound, so strict readers may reject
-  such a document; a skipped gate is best fixed in the template).
+  evaluates as "every event" (the GatingML 2.0 schema accepts it, though the specification's
+  text asks for a bound, so other readers may not; a skipped gate is best fixed in the
+  template).
 
 flowkit is imported inside the functions only, so ``import cytogate`` stays light.
 """
@@ -140,6 +145,7 @@ def to_flowkit_strategy(
     if plan.spillover is not None and not fcs_compensation:
         strategy.add_comp_matrix(MATRIX_ID, _matrix(plan))
 
+    _warn_reader_differences(plan)
     xforms = _Transforms(plan, strategy)
     node_path: dict[str, tuple[str, ...]] = {ROOT: ("root",)}
     for planned in plan.gates:
@@ -188,6 +194,16 @@ def export_gatingml(
     from lxml import etree
 
     strategy = to_flowkit_strategy(source, sample, **options)
+    names = _template_of(source).population_names() + [g.name for g in _template_of(source).gates]
+    bad = sorted({n for n in names if _ncname(n) != n})
+    if bad:
+        warnings.warn(
+            f"GatingML ids must be XML names (letters, digits, '_', '-', '.'; not starting with "
+            f"a digit): {', '.join(map(repr, bad))} are not, so schema-validating readers may "
+            "reject the document (FlowKit reads it)",
+            FlowKitAgreementWarning,
+            stacklevel=2,
+        )
     buffer = io.BytesIO()
     fk.export_gatingml(strategy, buffer)
     root = etree.fromstring(buffer.getvalue())
@@ -356,6 +372,40 @@ def _compensation_refs(plan: _Plan, fcs_compensation: bool) -> dict[str, str]:
     for name in plan.spillover.columns:
         refs[str(name)] = "FCS" if fcs_compensation else MATRIX_ID
     return refs
+
+
+def _warn_reader_differences(plan: _Plan) -> None:
+    """Warn for gated channels whose values FlowKit's reader computes differently from ours."""
+    sample = plan.sample
+    datatype = str(sample.keywords.get("$DATATYPE", "")).strip().upper()
+    seen: set[int] = set()
+    for planned in plan.gates:
+        for marker in planned.markers:
+            if marker.index in seen:
+                continue
+            seen.add(marker.index)
+            row = sample.channels.iloc[marker.index]
+            try:
+                log_decades = float(str(row["pne"]).split(",")[0])
+            except ValueError:
+                log_decades = 0.0
+            gain = float(row["png"])
+            causes = []
+            if datatype in ("F", "D") and gain != 1.0:
+                causes.append(f"FlowKit divides float channels by $PnG ({gain:g}), cytogate not")
+            if datatype in ("F", "D") and log_decades > 0:
+                causes.append("FlowKit exponentiates a float channel that claims log ($PnE)")
+            if datatype not in ("F", "D") and log_decades > 0 and gain != 1.0:
+                causes.append("FlowKit divides a log channel by $PnG, cytogate not")
+            if marker.pnn == "Time" and "$TIMESTEP" in sample.keywords:
+                causes.append("FlowKit multiplies Time by $TIMESTEP, cytogate not")
+            if causes:
+                warnings.warn(
+                    f"{sample.path.name}: channel {marker.pnn} ({marker.marker}) is gated but "
+                    f"read differently: {'; '.join(causes)}; FlowKit's gates may differ",
+                    FlowKitAgreementWarning,
+                    stacklevel=3,
+                )
 
 
 def _ncname(text: str) -> str:
