@@ -573,7 +573,8 @@ def _decode(
     else:
         dtype = np.dtype(f"{order}f{widths[0]}")
         raw = np.frombuffer(buf, dtype=dtype, count=tot * n_par, offset=start)
-        events = raw.reshape(tot, n_par).astype(np.float64)
+        with np.errstate(invalid="ignore"):  # a signalling NaN in the data is kept, as NaN
+            events = raw.reshape(tot, n_par).astype(np.float64)
 
     if scale:
         _scale(events, table, datatype, notes)
