@@ -56,6 +56,7 @@ import math
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -116,7 +117,7 @@ def to_flowkit_strategy(
     sample: Sample | None = None,
     *,
     compensation: str | pd.DataFrame | None = None,
-    reference: dict[str, str] | None = None,
+    reference: Mapping[str, str] | None = None,
     fcs_compensation: bool = False,
 ) -> flowkit.GatingStrategy:
     """Build the FlowKit GatingStrategy equivalent to ``source`` on ``sample``.
@@ -248,7 +249,7 @@ def _plan(
     source: Any,
     sample: Sample | None,
     compensation: str | pd.DataFrame | None,
-    reference: dict[str, str] | None,
+    reference: Mapping[str, str] | None,
 ) -> _Plan:
     if not isinstance(source, Template | str | os.PathLike):
         return _plan_from_result(source, sample, compensation)
