@@ -126,10 +126,17 @@ def simulate(outdir: Path, patients: int, events_per_file: int, seed: int) -> No
     """Write a SIMULATED mobilisation study (FCS 3.1 files, manifest, ground truth)."""
     from cytogate.simulate import StudyConfig, simulate_study
 
-    config = StudyConfig(n_patients=patients, events_per_file=events_per_file, seed=seed)
-    simulate_study(outdir, config)
-    n_files = len(list(outdir.glob("*.fcs")))
-    click.echo(f"wrote {n_files} simulated FCS files, manifest.csv and ground_truth/ to {outdir}")
+    # one patient whose blasts sit outside the fixed blast gate, unless there is only one
+    config = StudyConfig(
+        n_patients=patients,
+        events_per_file=events_per_file,
+        seed=seed,
+        atypical_patients=min(1, patients - 1),
+    )
+    truth = simulate_study(outdir, config)
+    click.echo(
+        f"wrote {len(truth.files)} SIMULATED FCS files, manifest.csv and ground_truth/ to {outdir}"
+    )
 
 
 @cli.command()
