@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from cytogate.errors import FCSError
 from cytogate.fcs import Sample, read_fcs
-from tests.fcs_fixtures import build_fcs, build_multi, set_header_field
+from tests.fcs_fixtures import build_fcs, build_multi, set_header_field, text_span
 
 DATA = Path(__file__).parent / "data"
 CORPUS = DATA / "fcs_corpus"
@@ -566,6 +566,20 @@ def test_empty_values_are_read_as_empty(scratch: Path) -> None:
     assert sample.keywords["$COM"] == "" and sample.keywords["OPERATOR"] == ""
     assert sample.keywords["$PAR"] == "2"
     np.testing.assert_array_equal(sample.events, values)
+
+
+def test_text_without_final_delimiter_and_with_padding(scratch: Path) -> None:
+    blob = build_fcs(np.ones((2, 1)), extra={"LAST": "v"})
+    _, end = text_span(blob)
+    assert blob[end : end + 1] == b"/"
+    path = scratch / "nodelim.fcs"
+    path.write_bytes(blob[:end] + b" " + blob[end + 1 :])  # final "/" replaced by padding
+    sample = read_fcs(path)
+    assert sample.keywords["LAST"] == "v"
+    assert any("does not end with its delimiter" in w for w in sample.warnings)
+    path.write_bytes(blob[: end - 1] + b"/ " + blob[end + 1 :])  # "v" -> "/ ": padded, no note
+    sample = read_fcs(path)
+    assert sample.keywords["LAST"] == "" and sample.warnings == ()
 
 
 def test_non_utf8_keyword_value_decoded_as_latin1(scratch: Path) -> None:

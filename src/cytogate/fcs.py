@@ -42,6 +42,16 @@ preprocessing), all deliberate:
 
 Everywhere else (linear integer channels with gain, log integer channels without gain, float
 channels with unit gain) the values are identical; ``tests/test_fcs_read.py`` checks this.
+
+Tolerated, with a note in :attr:`Sample.warnings` (the data are still trustworthy): HEADER and
+TEXT DATA offsets that disagree (the pair consistent with the file size and ``$TOT`` x event
+size wins), ``$ENDDATA`` one byte past the data (Miltenyi FCS 3.1), blank/zero HEADER DATA
+offsets (standard for large files: TEXT is used), TEXT padding or a missing final delimiter,
+non-UTF-8 TEXT (Latin-1), empty values, unusable supplemental TEXT (ignored), a broken
+``$NEXTDATA`` link after the requested data set, ``$TOT`` missing in FCS 2.0 (optional there;
+derived from the DATA length), and a malformed spillover keyword: the events are fine, so
+``spillover`` is ``None`` and the warning says why, rather than refusing the whole file.
+Everything that makes the events unknowable is an :class:`FCSError`.
 """
 
 from __future__ import annotations
@@ -271,7 +281,8 @@ def _parse_meta(buf: bytes, base: int) -> _DataSetMeta:
         raise _Fail(f"not an FCS file (bad version field {magic!r} in HEADER)")
     version = match.group(1)
     if version not in _SUPPORTED_VERSIONS:
-        raise _Fail(f"unsupported FCS version {version} (supported: 2.0, 3.0, 3.1)")
+        supported = ", ".join(_SUPPORTED_VERSIONS)
+        raise _Fail(f"unsupported FCS version {version} (supported: {supported})")
 
     fields = [_header_int(head[10 + 8 * i : 18 + 8 * i], i) for i in range(6)]
     text_begin, text_end, data_begin, data_end = (v if v is not None else 0 for v in fields[:4])
