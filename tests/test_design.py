@@ -61,7 +61,7 @@ def test_every_manifest_problem_is_reported_with_its_line(tmp_path):
         "line 8: 'wbc_per_ul': 'lots' is not a number",
     ]:
         assert expected in message
-    assert "line 2" not in message
+    assert "manifest.csv: line 2:" not in message
 
 
 def test_manifest_missing_required_column(tmp_path):
@@ -119,3 +119,32 @@ def test_bad_run_config_names_the_field(tmp_path, text, fragment):
     with pytest.raises(DesignError) as info:
         load_config(tmp_path, path)
     assert str(info.value).startswith(str(path)) and fragment in str(info.value)
+
+
+RUN42 = Path(__file__).resolve().parents[1] / "sample_fcs" / "run42"
+
+
+def test_design_from_fcs_keywords_matches_the_manifest(tmp_path):
+    import pandas as pd
+
+    manifest = pd.read_csv(RUN42 / "manifest.csv").head(6)
+    for name in manifest["file"]:
+        (tmp_path / name).write_bytes((RUN42 / name).read_bytes())
+    design = read_design(tmp_path, RunConfig())  # no manifest: auto -> keywords
+    assert design.source.startswith("FCS keywords")
+    got = {(r.file.name, r.patient, r.timepoint, r.tube) for r in design.rows}
+    want = {(r.file, r.patient, r.timepoint, r.tube) for r in manifest.itertuples()}
+    assert got == want
+
+
+def test_read_keywords_equals_read_fcs_keywords():
+    from cytogate.fcs import read_fcs, read_keywords
+
+    corpus = Path(__file__).parent / "data" / "fcs_corpus"
+    files = [
+        RUN42 / "P02_2h_isotype.fcs",
+        corpus / "FACS_Diva" / "facs_diva_test.fcs",
+        corpus / "fake_large_fcs" / "fake_large_fcs.fcs",
+    ]
+    for path in files:
+        assert read_keywords(path) == read_fcs(path).keywords

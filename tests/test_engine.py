@@ -82,7 +82,7 @@ def test_table_columns_and_rows():
     ]
     row = table.set_index("population").loc["right"]
     assert row["parent"] == "box" and row["gate_kind"] == "range"
-    assert row["count"] == 12 * 20  # x in {0.25..0.475} (10 steps) x y in [0, 0.5) (20 steps)
+    assert row["count"] == 10 * 20  # x in {0.25, ..., 0.475} (10 values) x y in [0, 0.5) (20)
 
 
 SINGLETS = """

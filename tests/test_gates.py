@@ -50,7 +50,7 @@ def test_ellipse_covariance_form_matches_axes_form():
     inside_a, inside_b = a.contains(pts), b.contains(pts)
     assert np.all(inside_b[inside_a])  # the bigger ellipse contains the smaller
     assert inside_b.sum() > inside_a.sum()
-    assert np.array_equal(b.contains(pts / 2), inside_a)
+    assert np.array_equal(b.contains(pts * 2), inside_a)  # (2p)' inv(S) (2p) <= 4 iff p in a
 
 
 def test_ellipse_outline_points_lie_on_boundary():

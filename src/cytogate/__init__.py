@@ -25,6 +25,10 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "Sample": "cytogate.fcs",
     "read_fcs": "cytogate.fcs",
+    "read_keywords": "cytogate.fcs",
+    "run_batch": "cytogate.batch",
+    "BatchResult": "cytogate.batch",
+    "RunConfig": "cytogate.design",
     "write_fcs": "cytogate.fcs_writer",
     "resolve_panel": "cytogate.panel",
     "Template": "cytogate.gating.template",
@@ -36,12 +40,14 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = [
+    "BatchResult",
     "CytogateError",
     "DesignError",
     "FCSError",
     "GatingError",
     "GatingResult",
     "PanelError",
+    "RunConfig",
     "Sample",
     "Template",
     "TemplateError",
@@ -50,13 +56,17 @@ __all__ = [
     "list_templates",
     "load_template",
     "read_fcs",
+    "read_keywords",
     "resolve_panel",
+    "run_batch",
     "simulate_study",
     "write_fcs",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from cytogate.fcs import Sample, read_fcs
+    from cytogate.batch import BatchResult, run_batch
+    from cytogate.design import RunConfig
+    from cytogate.fcs import Sample, read_fcs, read_keywords
     from cytogate.fcs_writer import write_fcs
     from cytogate.gating.engine import GatingResult, gate
     from cytogate.gating.template import Template, list_templates, load_template

@@ -190,6 +190,33 @@ def read_fcs(path: str | os.PathLike[str], *, data_set: int = 0, scale: bool = T
         ) from exc
 
 
+def read_keywords(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The first data set's keywords (upper-cased names), without decoding DATA.
+
+    Used to build a run's design from keywords over thousands of files: the file is mapped,
+    not read, so only the HEADER and TEXT pages are touched. Raises :class:`FCSError` like
+    :func:`read_fcs`.
+    """
+    import mmap
+
+    resolved = Path(os.fspath(path)).resolve()
+    label = str(resolved)
+    try:
+        with open(resolved, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size < _HEADER_LEN:
+                raise _Fail(f"file is shorter than the {_HEADER_LEN}-byte FCS HEADER")
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                return dict(_parse_meta(buf, 0).keywords)  # type: ignore[arg-type]
+    except FileNotFoundError:
+        raise FCSError(f"{label}: no such file") from None
+    except OSError as exc:
+        raise FCSError(f"{label}: cannot read file ({exc.strerror or exc})") from exc
+    except _Fail as exc:
+        raise FCSError(f"{label}: {exc}") from None
+    except (ArithmeticError, LookupError, ValueError, TypeError) as exc:  # pragma: no cover
+        raise FCSError(f"{label}: unreadable FCS TEXT (unexpected {type(exc).__name__})") from exc
+
+
 # --------------------------------------------------------------------------------------------
 # top level
 

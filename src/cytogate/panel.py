@@ -99,7 +99,7 @@ def find_marker(sample: Sample, marker: Marker, reference_pnn: str | None = None
 
 def resolve_panel(
     sample: Sample,
-    panel: Mapping[str, Sequence[str]] | Iterable[Marker],
+    panel: Mapping[str, Sequence[str] | Marker] | Iterable[Marker],
     markers: Iterable[str] | None = None,
     reference: Mapping[str, str] | None = None,
 ) -> dict[str, ResolvedMarker]:
@@ -119,10 +119,15 @@ def resolve_panel(
     return resolved
 
 
-def _as_markers(panel: Mapping[str, Sequence[str]] | Iterable[Marker]) -> dict[str, Marker]:
-    if isinstance(panel, Mapping):
-        return {
-            name: Marker(name, (pats,) if isinstance(pats, str) else tuple(pats))
-            for name, pats in panel.items()
-        }
-    return {m.name: m for m in panel}
+def _as_markers(
+    panel: Mapping[str, Sequence[str] | Marker] | Iterable[Marker],
+) -> dict[str, Marker]:
+    if not isinstance(panel, Mapping):
+        return {m.name: m for m in panel}
+    out = {}
+    for name, pats in panel.items():
+        if isinstance(pats, Marker):
+            out[name] = pats
+        else:
+            out[name] = Marker(name, (pats,) if isinstance(pats, str) else tuple(pats))
+    return out
