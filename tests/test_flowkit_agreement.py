@@ -212,6 +212,19 @@ def test_default_template_on_a_simulated_file(tmp_path):
     _assert_same(result, _flowkit_masks(result, path, fcs_compensation=True))
 
 
+RUN42 = Path(__file__).parent.parent / "sample_fcs" / "run42"
+
+
+@pytest.mark.parametrize("name", ["P01_baseline_stained.fcs", "P03_6h_isotype.fcs"])
+def test_default_template_on_the_bundled_run(name):
+    path = RUN42 / name
+    if not path.is_file():
+        pytest.skip(f"{path} not in this checkout")
+    result = gate(read_fcs(path))
+    _nontrivial(result)
+    _assert_same(result, _flowkit_masks(result, path))
+
+
 def test_width_variant_is_used_when_the_file_has_no_height(tmp_path):
     from cytogate.simulate import write_benchmark_file
 
