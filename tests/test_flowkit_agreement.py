@@ -439,8 +439,9 @@ def test_errors_name_the_problem(tmp_path):
         _random_events(100, 7), ["X", "Y", "FL1", "FL2"], ["", "", "CD3", "CD4"], spillover=SPILL
     )
     result = gate(sample, template, compensation=SPILL * 1.0)
-    with pytest.raises(CytogateError, match="pass the same matrix"):
-        to_flowkit_strategy(result)
+    # the result carries the caller's matrix, so the strategy needs nothing more
+    carried = to_flowkit_strategy(result).comp_matrices["spillover"]
+    assert np.array_equal(carried.matrix, SPILL.to_numpy())
     assert to_flowkit_strategy(result, compensation=SPILL).comp_matrices["spillover"] is not None
     with pytest.raises(CytogateError, match="fcs_compensation"):
         to_flowkit_strategy(result, compensation=SPILL, fcs_compensation=True)

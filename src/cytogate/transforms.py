@@ -147,6 +147,43 @@ def compensate(events: np.ndarray, columns: list[int], spillover: np.ndarray) ->
     return fu_comp.compensate(np.asarray(events, dtype=np.float64), matrix, list(columns))
 
 
+class Compensation:
+    """Compensated values of one sample, column by column, computed when first asked for.
+
+    Gating a CD45/SSC template needs one fluorescence channel and quantification a handful
+    more; compensating every channel of every event up front (a full solve per event) was the
+    largest cost of gating a 1M-event file. Column ``k`` of ``observed @ inv(S)`` is
+    ``observed[:, spill_columns] @ inv(S)[:, k]``: one matrix-vector product, cached.
+    Channels outside the spillover matrix (scatter, time) are returned as they are.
+    """
+
+    def __init__(
+        self, events: np.ndarray, columns: list[int], spillover: np.ndarray | None
+    ) -> None:
+        self._events = events
+        self._position = {c: i for i, c in enumerate(columns)} if spillover is not None else {}
+        self._columns = list(columns)
+        # LinAlgError for a singular matrix surfaces here, where the caller can name the file.
+        self._inverse = None if spillover is None else np.linalg.inv(spillover)
+        self._block: np.ndarray | None = None
+        self._cache: dict[int, np.ndarray] = {}
+
+    def column(self, index: int) -> np.ndarray:
+        """Compensated values of ``events[:, index]`` (read-only view or cached array)."""
+        position = self._position.get(index)
+        if position is None or self._inverse is None:
+            return self._events[:, index]
+        if index not in self._cache:
+            if self._block is None:
+                self._block = np.ascontiguousarray(self._events[:, self._columns])
+            self._cache[index] = self._block @ self._inverse[:, position]
+        return self._cache[index]
+
+    def all(self) -> np.ndarray:
+        """Every channel compensated: a new (n_events × n_channels) array."""
+        return np.column_stack([self.column(j) for j in range(self._events.shape[1])])
+
+
 def read_spillover_csv(path: str) -> pd.DataFrame:
     """Read a spillover matrix from CSV: a header row of channel names, one row per source dye.
 

@@ -17,6 +17,7 @@ from cytogate.errors import GatingError, PanelError
 from cytogate.gating.gates import Boolean, Geometry, Quadrant
 from cytogate.gating.template import ROOT, GateSpec, Template, load_template
 from cytogate.panel import ResolvedMarker, find_marker
+from cytogate.transforms import Compensation
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -47,8 +48,9 @@ class GatingResult:
         self,
         sample: Sample,
         template: Template,
-        compensated: np.ndarray,
-        compensation: str,
+        compensation: Compensation,
+        compensation_note: str,
+        spillover: pd.DataFrame | None,
         markers: dict[str, ResolvedMarker],
         scaled: dict[str, np.ndarray],
         gates: list[AppliedGate],
@@ -58,8 +60,9 @@ class GatingResult:
     ) -> None:
         self.sample = sample
         self.template = template
-        self.compensated = compensated
-        self.compensation = compensation
+        self._comp = compensation
+        self.compensation = compensation_note  # which matrix was used, in words
+        self.spillover = spillover  # the matrix used, labelled by $PnN (None: uncompensated)
         self.markers = markers
         self.scaled = scaled
         self.gates = gates
@@ -132,6 +135,11 @@ class GatingResult:
         return pd.DataFrame(rows)
 
     # ----------------------------------------------------------------- marker values
+    @property
+    def compensated(self) -> np.ndarray:
+        """All channels compensated (n_events × n_channels); computed on first use."""
+        return self._comp.all()
+
     def channel_map(self) -> dict[str, str]:
         """Marker -> $PnN for every marker resolved so far (the reference for isotype tubes)."""
         return {m: r.pnn for m, r in self.markers.items()}
@@ -151,14 +159,14 @@ class GatingResult:
 
     def values(self, marker: str, population: str = ROOT) -> np.ndarray:
         """Compensated linear intensities of ``marker`` on ``population``'s events."""
-        column = self.compensated[:, self.resolve(marker).index]
+        column = self._comp.column(self.resolve(marker).index)
         return column if population == ROOT else column[self.mask(population)]
 
     def scaled_values(self, marker: str, population: str = ROOT) -> np.ndarray:
         """Values in the template's scaled space for ``marker`` (as gates see them)."""
         if marker not in self.scaled:
             self.scaled[marker] = _scale(
-                self.sample, self.template, self.compensated, self.resolve(marker), marker
+                self.sample, self.template, self._comp, self.resolve(marker), marker
             )
         column = self.scaled[marker]
         return column if population == ROOT else column[self.mask(population)]
@@ -181,13 +189,14 @@ def gate(
     resolves its markers on the same detectors (see :mod:`cytogate.panel`).
     """
     tmpl = load_template(template or "aml_blasts_cd45_ssc")
-    comp_events, comp_note = _compensate(sample, tmpl, compensation)
+    comp, comp_note, spillover = _compensate(sample, tmpl, compensation)
     markers: dict[str, ResolvedMarker] = {}
     scaled: dict[str, np.ndarray] = {}
     masks: dict[str, np.ndarray] = {}
     parents: dict[str, str] = {}
     applied: list[AppliedGate] = []
     all_events = np.ones(sample.n_events, dtype=bool)
+    points_of = _ParentPoints(scaled)
 
     for spec in tmpl.gates:
         parent_mask = all_events if spec.parent == ROOT else masks[spec.parent]
@@ -214,7 +223,7 @@ def gate(
         for dim, r in zip(dims, resolved, strict=True):
             markers.setdefault(dim, r)
             if dim not in scaled:
-                scaled[dim] = _scale(sample, tmpl, comp_events, r, dim)
+                scaled[dim] = _scale(sample, tmpl, comp, r, dim)
         applied.append(
             AppliedGate(
                 spec.name,
@@ -226,11 +235,22 @@ def gate(
                 tuple(r.pnn for r in resolved),
             )
         )
-        for pop, mask in _evaluate(spec.name, geometry, parent_mask, scaled, masks).items():
+        evaluated = _evaluate(spec.name, geometry, spec.parent, parent_mask, points_of, masks)
+        for pop, mask in evaluated.items():
             masks[pop], parents[pop] = mask, spec.parent
 
     return GatingResult(
-        sample, tmpl, comp_events, comp_note, markers, scaled, applied, masks, parents, reference
+        sample,
+        tmpl,
+        comp,
+        comp_note,
+        spillover,
+        markers,
+        scaled,
+        applied,
+        masks,
+        parents,
+        reference,
     )
 
 
@@ -258,11 +278,34 @@ def _choose_variant(
     return None, [], "; ".join(problems)
 
 
+class _ParentPoints:
+    """The parent's events as (m × d) points, gathered once per (parent, dimensions).
+
+    Sibling gates usually share both (blasts, lymphocytes, monocytes and granulocytes are all
+    CD45/SSC gates on the leukocytes), so the gather is done once, not once per gate.
+    """
+
+    def __init__(self, scaled: dict[str, np.ndarray]) -> None:
+        self._scaled = scaled
+        self._cache: dict[tuple[str, tuple[str, ...]], tuple[np.ndarray, np.ndarray]] = {}
+
+    def get(
+        self, parent: str, parent_mask: np.ndarray, dims: tuple[str, ...]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        key = (parent, dims)
+        if key not in self._cache:
+            index = np.flatnonzero(parent_mask)
+            points = np.column_stack([self._scaled[d][index] for d in dims])
+            self._cache[key] = (index, points)
+        return self._cache[key]
+
+
 def _evaluate(
     name: str,
     geometry: Geometry,
+    parent: str,
     parent_mask: np.ndarray,
-    scaled: dict[str, np.ndarray],
+    points_of: _ParentPoints,
     masks: dict[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
     """Masks over all events for the population(s) a gate defines within its parent.
@@ -272,8 +315,7 @@ def _evaluate(
     if isinstance(geometry, Boolean):
         combined = geometry.combine([masks[name] for name in geometry.operands])
         return {name: combined & parent_mask}
-    index = np.flatnonzero(parent_mask)
-    points = np.column_stack([scaled[d][index] for d in geometry.dims])
+    index, points = points_of.get(parent, parent_mask, geometry.dims)
     if isinstance(geometry, Quadrant):
         named = geometry.assign(points)
     else:
@@ -287,25 +329,29 @@ def _evaluate(
 
 
 def _scale(
-    sample: Sample, tmpl: Template, events: np.ndarray, marker: ResolvedMarker, dim: str
+    sample: Sample, tmpl: Template, comp: Compensation, marker: ResolvedMarker, dim: str
 ) -> np.ndarray:
     pnr = float(sample.channels["pnr"].iloc[marker.index])
-    return tmpl.scale_for(dim).apply(events[:, marker.index], pnr)
+    return tmpl.scale_for(dim).apply(comp.column(marker.index), pnr)
 
 
 def _compensate(
     sample: Sample, tmpl: Template, override: str | pd.DataFrame | None
-) -> tuple[np.ndarray, str]:
-    """Compensated copy of the events and a note saying which matrix was used."""
-    from cytogate.transforms import compensate, read_spillover_csv
+) -> tuple[Compensation, str, pd.DataFrame | None]:
+    """Lazy compensation of the events, a note saying which matrix, and the matrix itself."""
+    from cytogate.transforms import read_spillover_csv
 
     choice = tmpl.compensation if override is None else override
     if isinstance(choice, str):
         if choice == "none":
-            return sample.events, "none"
+            return Compensation(sample.events, [], None), "none", None
         if choice == "file":
             if sample.spillover is None:
-                return sample.events, "none (the file has no spillover keyword)"
+                return (
+                    Compensation(sample.events, [], None),
+                    "none (the file has no spillover keyword)",
+                    None,
+                )
             matrix, note = sample.spillover, "file spillover keyword"
         else:
             matrix, note = read_spillover_csv(choice), f"matrix {choice}"
@@ -322,6 +368,7 @@ def _compensate(
     columns = [pnn.index(n) for n in names]
     matrix = matrix.loc[names, names] if list(matrix.index) == list(matrix.columns) else matrix
     try:
-        return compensate(sample.events, columns, matrix.to_numpy()), f"{note} ({len(names)} ch)"
+        comp = Compensation(sample.events, columns, matrix.to_numpy(dtype=np.float64))
     except np.linalg.LinAlgError as exc:
         raise GatingError(f"{sample.path.name}: spillover ({note}) is singular: {exc}") from exc
+    return comp, f"{note} ({len(names)} ch)", matrix

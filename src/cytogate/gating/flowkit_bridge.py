@@ -299,24 +299,11 @@ def _plan_from_result(
             continue
         markers = tuple(result.markers[d] for d in applied.geometry.dims)
         planned.append(_Planned(spec, applied.geometry, markers))
-    choice: str | pd.DataFrame
-    note = result.compensation
     if compensation is not None:
-        choice = compensation
-    elif note.startswith("none"):
-        choice = "none"
-    elif note.startswith("file spillover keyword"):
-        choice = "file"
-    elif note.startswith("matrix given by caller"):
-        raise CytogateError(
-            "to_flowkit_strategy: the result was compensated with a matrix given by the caller; "
-            "pass the same matrix as compensation=..."
-        )
-    elif note.startswith("matrix "):
-        choice = note.removeprefix("matrix ").rsplit(" (", 1)[0]
-    else:  # pragma: no cover - a new engine note this bridge does not know yet
-        raise CytogateError(f"to_flowkit_strategy: unknown compensation note {note!r}")
-    matrix, from_file = _choose_matrix(result.sample, template.compensation, choice)
+        matrix, from_file = _choose_matrix(result.sample, template.compensation, compensation)
+    else:  # exactly the matrix the engine used
+        matrix = result.spillover
+        from_file = result.compensation.startswith("file spillover keyword")
     return _Plan(template, result.sample, tuple(planned), matrix, from_file)
 
 
