@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from cytogate.fcs import Sample
 
 DATA = Path(__file__).parent / "data"
