@@ -63,10 +63,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cytogate.errors import CytogateError, GatingError, PanelError
+from cytogate.errors import CytogateError, GatingError
 from cytogate.gating.gates import Boolean, Ellipse, Geometry, Polygon, Quadrant, Rectangle
 from cytogate.gating.template import ROOT, GateSpec, Template, load_template
-from cytogate.panel import ResolvedMarker, find_marker
+from cytogate.panel import ResolvedMarker
 
 if TYPE_CHECKING:  # pragma: no cover
     import flowkit
@@ -255,31 +255,12 @@ def _plan(
         return _plan_from_result(source, sample, compensation)
     if sample is None:
         raise CytogateError("to_flowkit_strategy: a template needs the sample it is resolved for")
-    template = load_template(source)
-    known: dict[str, ResolvedMarker] = {}
-    planned = []
-    for spec in template.gates:
-        geometry, markers, problems = None, (), []
-        for candidate in spec.variants:
-            try:
-                markers = tuple(
-                    known[d]
-                    if d in known
-                    else find_marker(sample, template.panel[d], (reference or {}).get(d))
-                    for d in candidate.dims
-                )
-            except PanelError as exc:
-                problems.append(str(exc).removeprefix(f"{sample.path.name}: "))
-                continue
-            geometry = candidate
-            break
-        if geometry is None and not spec.optional:
-            raise GatingError(f"{sample.path.name}: gate '{spec.name}': {'; '.join(problems)}")
-        for dim, marker in zip(geometry.dims if geometry else (), markers, strict=True):
-            known.setdefault(dim, marker)
-        planned.append(_Planned(spec, geometry, markers))
-    matrix, from_file = _choose_matrix(sample, template.compensation, compensation)
-    return _Plan(template, sample, tuple(planned), matrix, from_file)
+    # Gate the sample and export what the engine did: the variant it chose, the channels it
+    # resolved and (for data-driven gates) the geometry it fitted to this file.
+    from cytogate.gating.engine import gate
+
+    result = gate(sample, load_template(source), compensation=compensation, reference=reference)
+    return _plan_from_result(result, sample, None)
 
 
 def _plan_from_result(
