@@ -186,12 +186,20 @@ def run_batch(
     jobs: int | None = None,
     output_format: OutputFormat = "csv",
     progress: Callable[[int, int, dict[str, Any]], None] | None = None,
+    plots: bool = False,
+    plot_format: str = "png",
+    plot_dpi: int | None = None,
+    plot_progress: Callable[[int, int], None] | None = None,
 ) -> BatchResult:
     """Process a run folder; return the tables, and write them to ``out`` unless it is None.
 
     ``template`` overrides the config's template; ``config`` is a RunConfig, a YAML path, or
     None (``run_dir/cytogate.yaml`` if present, else the study defaults). ``progress(done,
     total, group_output)`` is called as each sample group finishes.
+
+    With ``plots`` (and ``out``), after the tables are written, gate and marker plots per
+    sample, time-course figures and ``report.html`` go to ``out`` (see :mod:`cytogate.report`);
+    ``plot_progress(done, total)`` is called as each sample group's plots are drawn.
     """
     from cytogate.gating.template import load_template
 
@@ -231,6 +239,16 @@ def run_batch(
     if out is not None:
         result.out = Path(out)
         result.written = write_outputs(result, Path(out), output_format)
+        if plots:  # the tables are on disk first; plots never hold up the numbers
+            from cytogate.report import write_plots_and_report
+
+            files, summary = write_plots_and_report(
+                result, groups, tmpl, cfg, out, n_jobs, plot_format, plot_dpi, plot_progress
+            )
+            result.written += files
+            result.run["plots"] = summary
+            result.run["timings"]["plots_and_report_s"] = summary["timings"]["total_s"]
+            write_run_json(result, Path(out))
     return result
 
 
@@ -421,15 +439,18 @@ def write_outputs(
             written.append(
                 _atomic(out / f"{name}.parquet", lambda p, t=table: t.to_parquet(p, index=False))
             )
-    written.append(
-        _atomic(
-            out / "run.json",
-            lambda p: Path(p).write_text(
-                json.dumps(result.run, indent=2, default=str) + "\n", encoding="utf-8"
-            ),
-        )
-    )
+    written.append(write_run_json(result, out))
     return written
+
+
+def write_run_json(result: BatchResult, out: Path) -> Path:
+    """(Re)write ``out/run.json`` from ``result.run``, atomically."""
+    return _atomic(
+        out / "run.json",
+        lambda p: Path(p).write_text(
+            json.dumps(result.run, indent=2, default=str) + "\n", encoding="utf-8"
+        ),
+    )
 
 
 def _atomic(final: Path, write: Callable[[str], Any]) -> Path:

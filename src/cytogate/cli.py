@@ -177,6 +177,22 @@ def simulate(outdir: Path, patients: int, events_per_file: int, seed: int) -> No
     show_default=True,
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@click.option(
+    "--no-plots", is_flag=True, help="Skip plots/ and report.html (tables and run.json only)."
+)
+@click.option(
+    "--plot-format",
+    type=click.Choice(["png", "svg", "pdf"]),
+    default="png",
+    show_default=True,
+    help="Format of the figures in plots/ (the report shows PNG previews of PDFs).",
+)
+@click.option(
+    "--plot-dpi",
+    type=click.IntRange(50, 1200),
+    default=None,
+    help="PNG resolution of the per-sample plots (default 150; time-course figures >= 300).",
+)
 @_user_errors
 def batch(
     run_dir: Path,
@@ -186,8 +202,14 @@ def batch(
     jobs: int | None,
     output_format: str,
     quiet: bool,
+    no_plots: bool,
+    plot_format: str,
+    plot_dpi: int | None,
 ) -> None:
-    """Gate and quantify every file of a run; write tables and paired statistics.
+    """Gate and quantify every file of a run; write tables, paired statistics, plots, report.
+
+    The tables are written first; then plots/ (gate and marker plots per sample, time-course
+    figures) and report.html, unless --no-plots.
 
     Exit status: 0 all files processed, 1 some files failed (the rest are reported),
     2 usage or configuration error.
@@ -205,6 +227,10 @@ def batch(
             jobs=jobs,
             output_format=output_format,
             progress=progress,
+            plots=not no_plots,
+            plot_format=plot_format,
+            plot_dpi=plot_dpi,
+            plot_progress=None if quiet else _plot_progress(out),
         )  # type: ignore[arg-type]
     n, failed = len(result.samples), result.failed
     for warning in result.run["warnings"]:
@@ -212,7 +238,75 @@ def batch(
     for row in failed.itertuples():
         click.echo(f"failed: {row.file}: {row.error}", err=True)
     click.echo(f"{n - len(failed)} of {n} files processed ({len(failed)} failed); tables in {out}")
+    if "plots" in result.run:
+        summary = result.run["plots"]
+        for err in summary["errors"]:
+            click.echo(f"plot failed: {err['file']} ({err['kind']}): {err['error']}", err=True)
+        click.echo(
+            f"plots in {Path(out) / 'plots'}; report: {summary['report']} "
+            f"({summary['timings']['total_s']:.1f} s)"
+        )
     sys.exit(result.exit_status)
+
+
+def _plot_progress(out: Path) -> Callable[[int, int], None]:
+    """One stderr line when drawing starts (the tables are on disk by then) and every ~10%."""
+    state = {"done": 0}
+
+    def report(_i: int, total: int) -> None:
+        if state["done"] == 0:
+            click.echo(
+                f"tables written to {out}; drawing plots for {total} sample groups", err=True
+            )
+        state["done"] += 1
+        step = max(1, total // 10)
+        if state["done"] % step == 0 or state["done"] == total:
+            click.echo(f"plots: {state['done']}/{total} sample groups", err=True)
+
+    return report
+
+
+@cli.command(name="plot")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-t",
+    "--template",
+    default="aml_blasts_cd45_ssc",
+    show_default=True,
+    help="Bundled template name or path to a YAML template.",
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Output file; .png, .svg or .pdf (default: <FILE stem>_gates.png here).",
+)
+@click.option(
+    "--control",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Matched isotype/control tube: also draw the marker plot (<out stem>_markers).",
+)
+@click.option("--dpi", type=click.IntRange(50, 1200), default=300, show_default=True)
+@click.option(
+    "--compensation", default=None, help="Override the template: 'file', 'none' or a spillover CSV."
+)
+@_user_errors
+def plot_command(
+    file: Path,
+    template: str,
+    out: Path | None,
+    control: Path | None,
+    dpi: int,
+    compensation: str | None,
+) -> None:
+    """Draw one sample's gate plots (one panel per gate, in the template's order)."""
+    from cytogate.plots import plot_sample
+
+    written = plot_sample(file, template, out, control=control, dpi=dpi, compensation=compensation)
+    for path in written:
+        click.echo(str(path))
 
 
 def main() -> None:
