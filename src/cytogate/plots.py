@@ -1112,7 +1112,7 @@ def timecourse_figure(
     patient's fold changes from ``timecourse`` as thin lines.
     """
     n_panels = 1 if overlay else max(1, len(measures))
-    panel_w, left, gap, right, top, bottom, height = 3.4, 0.7, 0.75, 0.2, 0.85, 0.95, 2.7
+    panel_w, left, gap, right, top, bottom, height = 3.4, 0.7, 0.75, 0.2, 0.85, 0.8, 2.7
     if overlay:
         panel_w = 5.0
     width = left + n_panels * panel_w + (n_panels - 1) * gap + right

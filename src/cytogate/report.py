@@ -349,8 +349,8 @@ def _timecourse(figures: list[dict[str, Any]], config: RunConfig) -> list[str]:
     out.append(
         f"<p>Fold change from {_e(config.baseline)} per patient; points are the mean ± SEM over "
         "patients with both values, stars the paired test against "
-        f"{_e(config.baseline)} from the statistics table. Right: the same with each patient's "
-        "line. Click a figure for full size.</p>"
+        f"{_e(config.baseline)} from the statistics table; next to or below each, the same with "
+        "each patient's line. Click a figure for full size.</p>"
     )
     for f in figures:
         out.append(f"<h3>{_e(f['title'])}</h3>")
