@@ -237,10 +237,18 @@ def test_no_plots_skips_plots_and_report(batch_out, tmp_path):
     assert "plots" not in json.loads((other / "run.json").read_text())
 
 
-def test_pdf_figures_get_png_previews_in_the_report(tmp_path):
+def test_pdf_figures_get_png_previews_and_qc_flags_show_in_the_report(tmp_path, monkeypatch):
     from cytogate.design import RunConfig, read_design
+    from cytogate.gating.engine import GatingResult
     from cytogate.gating.template import load_template
     from cytogate.report import write_plots_and_report
+
+    def qc_flags(self):  # as an adaptive gate whose fit is in doubt reports it
+        if "stained" not in self.sample.path.name:
+            return {}
+        return {"blasts": ("blasts: cluster overlaps monocytes",)}
+
+    monkeypatch.setattr(GatingResult, "qc_flags", qc_flags, raising=False)
 
     run = _small_run(tmp_path, ("P03",), ("baseline", "2h"))
     out = tmp_path / "out"
@@ -266,3 +274,9 @@ def test_pdf_figures_get_png_previews_in_the_report(tmp_path):
     assert "plots/timecourse_cxcr4.pdf" in page.links
     assert (out / "plots/gates/P03_2h_stained.pdf").read_bytes()[:5] == b"%PDF-"
     assert summary["format"] == "pdf" and summary["errors"] == []
+    assert summary["qc_flags"] == [
+        {"file": "P03_2h_stained.fcs", "flags": {"blasts": ["blasts: cluster overlaps monocytes"]}}
+    ]
+    text = " ".join(page.text)
+    assert "Gates flagged by quality control" in text
+    assert "QC flag: blasts: cluster overlaps monocytes" in text

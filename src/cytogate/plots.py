@@ -1302,6 +1302,9 @@ def plot_group(
                 pop: (result.count(pop), result.pct_parent(pop), result.parent(pop))
                 for pop in result.populations
             }
+            # adaptive gates whose fit is in doubt (engines without QC have no qc_flags)
+            qc_flags = getattr(result, "qc_flags", None)
+            entry["qc"] = {pop: list(r) for pop, r in (qc_flags() if qc_flags else {}).items()}
             _save_entry(entry, fig, root, GATES_DIR, stem, fmt, dpi)
         except Exception as exc:  # one bad file must not stop the other plots
             entry["error"] = _error_text(exc)
@@ -1335,6 +1338,7 @@ def _entry(kind: str, file: str, group: Any, tube: str) -> dict[str, Any]:
         "error": "",
         "simulated": False,
         "counts": {},
+        "qc": {},
     }
 
 

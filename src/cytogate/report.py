@@ -95,6 +95,7 @@ def write_plots_and_report(
             for e in entries
             if e["error"]
         ],
+        "qc_flags": [{"file": e["file"], "flags": e["qc"]} for e in entries if e.get("qc")],
         "timings": {
             "sample_plots_s": samples_done - start,
             "timecourse_plots_s": timecourse_done - samples_done,
@@ -332,6 +333,15 @@ def _summary(
                 f"<td>{_e(err['error'])}</td></tr>"
             )
         out.append("</table>")
+    if plots.get("qc_flags"):
+        out.append(
+            "<h3>Gates flagged by quality control</h3><table>"
+            "<tr><th>file</th><th>population: reason</th></tr>"
+        )
+        for item in plots["qc_flags"]:
+            reasons = list(dict.fromkeys(r for rs in item["flags"].values() for r in rs))
+            out.append(f"<tr><td>{_e(item['file'])}</td><td>{_e('; '.join(reasons))}</td></tr>")
+        out.append("</table>")
     warnings = run.get("warnings") or []
     if warnings:
         out.append("<h3>Warnings</h3><ul>")
@@ -479,6 +489,10 @@ def _card(e: dict[str, Any] | None, failed: dict[str, str], config: RunConfig, w
                 bits.append(f"{pop} {count:,} ({_fmt(pct, 3)}% of {parent})")
         if bits:
             caption += " — " + _e("; ".join(bits))
+        # a flag on a gate passes to the populations under it: name each reason once
+        reasons = list(dict.fromkeys(r for rs in e.get("qc", {}).values() for r in rs))
+        if reasons:
+            caption += '<br><span class="failed">QC flag: ' + _e("; ".join(reasons)) + "</span>"
     return (
         f'<a href="{_e(e["path"])}"><img src="{_e(e["thumb"])}" alt="{_e(alt)}"></a>'
         f'<div class="cap">{caption}</div>'
