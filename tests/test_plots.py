@@ -227,6 +227,19 @@ def test_labels_stay_inside_their_axes_and_do_not_overlap(figures, name):
         for i, a in enumerate(label_boxes):
             for b in label_boxes[i + 1 :]:
                 assert not a.overlaps(b)
+        # each label sits at its own gate: touching its (clipped) outline's extent, or close
+        lines = {ln.get_gid(): ln for ln in ax.lines}
+        for t in ax.texts:
+            pop = (t.get_gid() or "").removeprefix("label:")
+            line = lines.get(f"gate:{pop}")
+            if line is None or ax.cytogate.y is None:
+                continue
+            pts = ax.transData.transform(line.get_xydata())
+            pts = np.clip(pts, [box.x0, box.y0], [box.x1, box.y1])
+            b = t.get_window_extent(renderer)
+            dx = max(pts[:, 0].min() - b.x1, b.x0 - pts[:, 0].max(), 0) / box.width
+            dy = max(pts[:, 1].min() - b.y1, b.y0 - pts[:, 1].max(), 0) / box.height
+            assert np.hypot(dx, dy) < 0.08, (pop, dx, dy)
     # the figure title, the SIMULATED banner and the panel titles do not collide either
     top = [t for t in fig.texts if t.get_gid() in ("title", "subtitle", "simulated-banner")]
     top_boxes = [t.get_window_extent(renderer) for t in top]
