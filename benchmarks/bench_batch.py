@@ -1,0 +1,606 @@
+"""A whole run: ``cytogate batch`` on 1 and 2 worker processes vs FlowKit 1.3 sequential.
+
+Why: DESIGN §9 asks for batches that scale out over processes and whose memory does not grow
+with the number of files. This measures both on a simulated run (default 4 patients x 6
+timepoints x 2 tubes = 48 files of 200,000 events), next to FlowKit doing the gating part of the
+same work, in the same process run, so ratios and not seconds are what carry over.
+
+What is timed (median of ``--repeats`` runs; the order of the configurations alternates between
+runs; the files are in the page cache for all of them, so this is CPU work, not the disk). Every
+configuration runs in its own fresh subprocess, so its peak memory is its own:
+
+* cytogate: the real CLI, ``cytogate batch RUN --jobs N --out TMP --quiet`` (and
+  ``--no-plots`` if the CLI has plots, unless ``--plots``), called through ``cytogate.cli.main``
+  (what the ``cytogate`` script runs) in a fresh interpreter. Wall time is the whole subprocess,
+  spawn to exit: interpreter start, imports, design, read + gate + quantify every file, time
+  course, paired statistics and writing every table and run.json.
+* FlowKit: ``flowkit.Sample(path)`` + ``GatingStrategy.gate_sample`` + the count of every
+  population, for every file, one after the other, with ``gate_sample``'s default and with its
+  opt-in ``cache_events=True``. Wall time is that per-file loop only: interpreter start,
+  ``import flowkit`` and unpickling the strategies are excluded (printed apart). The strategies
+  (one per file, :func:`cytogate.gating.flowkit_bridge.to_flowkit_strategy` of that file's
+  cytogate result with the template the batch uses, so the gates are identical) are built
+  beforehand in a setup subprocess; their construction time is printed apart, not charged to
+  FlowKit. FlowKit does not quantify or run statistics, so the comparison is conservative for
+  cytogate.
+* Diagnostic rows: cytogate (jobs 1 and 2) again with ``OPENBLAS_NUM_THREADS=1``: numpy's
+  OpenBLAS threads spin after each small product; see the README.
+
+Also printed per configuration: CPU seconds (user + system of the subprocess tree; FlowKit: its
+loop), and "others": cores kept busy by other processes meanwhile (``/proc/stat`` minus our own),
+because a busy machine skews wall times, and jobs=2 most.
+
+Memory: ``getrusage`` in each subprocess: ``RUSAGE_SELF`` (the CLI / FlowKit process) and
+``RUSAGE_CHILDREN`` (the largest worker process, jobs > 1); with psutil installed, also the sum
+of RSS over the process tree, polled every 0.1 s (an upper bound: forked workers share pages with
+their parent and each counts them).
+
+Checks: the blast counts cytogate wrote in populations.csv must equal FlowKit's for every
+stained file (every population of every file is compared too); the exit status is 1 if not.
+Bounded memory (DESIGN §9): ``--jobs 1`` on the first 10 files of the run vs on all of them.
+Nothing is asserted about time.
+
+    python benchmarks/bench_batch.py [--patients 4] [--events 200000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import pickle
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench_gating import timed
+
+SMALL_RUN = 10  # files in the bounded-memory comparison run
+ONE_BLAS_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@dataclass(frozen=True)
+class Config:
+    label: str
+    tool: str  # "cytogate" or "flowkit"
+    jobs: int = 1
+    cache_events: bool = False
+    one_blas_thread: bool = False  # diagnostic: OPENBLAS_NUM_THREADS=1 (see the README)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(ONE_BLAS_THREAD) if self.one_blas_thread else {}
+
+
+CONFIGS = (
+    Config("cytogate batch --jobs 1", "cytogate", 1),
+    Config("cytogate batch --jobs 2", "cytogate", 2),
+    Config("FlowKit sequential", "flowkit"),
+    Config("FlowKit sequential, cache_events", "flowkit", cache_events=True),
+    Config("cytogate --jobs 1, 1 BLAS thread", "cytogate", 1, one_blas_thread=True),
+    Config("cytogate --jobs 2, 1 BLAS thread", "cytogate", 2, one_blas_thread=True),
+)
+BASELINE = CONFIGS[2].label
+
+
+@dataclass
+class Measured:
+    """One subprocess run of one configuration."""
+
+    wall: float  # the figure in the table (see the module doc for what each tool's includes)
+    process_wall: float  # spawn to exit
+    cpu: float  # user + system seconds of the subprocess tree
+    rss_self_mb: float  # CLI / FlowKit process
+    rss_workers_mb: float  # largest worker (0: no workers)
+    rss_tree_mb: float | None  # polled sum over the tree (None: no psutil)
+    others: float | None  # cores used by other processes on the machine meanwhile
+    report: dict[str, Any]
+
+
+# --------------------------------------------------------------------------- the run folders
+
+
+def prepare_runs(workdir: Path, patients: int, events: int, seed: int | None) -> tuple[Path, Path]:
+    """Simulate the run into ``workdir/run`` (reused if made with the same parameters) and
+    link its first ``SMALL_RUN`` files into ``workdir/run10``."""
+    import cytogate
+    from cytogate.simulate import StudyConfig, simulate_study
+
+    seeded = {} if seed is None else {"seed": seed}
+    config = StudyConfig(n_patients=patients, events_per_file=events, **seeded)
+    params = {
+        "patients": patients,
+        "events": events,
+        "seed": config.seed,
+        "cytogate": cytogate.__version__,
+    }
+    run, small, stamp = workdir / "run", workdir / f"run{SMALL_RUN}", workdir / "params.json"
+    current = json.loads(stamp.read_text()) if stamp.is_file() else None
+    if current == params and _complete(run) and _complete(small):
+        print(f"reusing {run} ({params})")
+        return run, small
+    if (run.exists() or small.exists()) and current is None:
+        raise SystemExit(f"{workdir}: has run/ or run{SMALL_RUN}/ not made by this benchmark")
+    stamp.unlink(missing_ok=True)
+    for folder in (run, small):
+        shutil.rmtree(folder, ignore_errors=True)
+    seconds, _ = timed(lambda: simulate_study(run, config))
+    with open(run / "manifest.csv", newline="") as fh:
+        lines = fh.read().splitlines(keepends=True)
+    small.mkdir()
+    (small / "manifest.csv").write_text("".join(lines[: SMALL_RUN + 1]))
+    for row in csv.DictReader(lines[1 : SMALL_RUN + 1], fieldnames=next(csv.reader(lines[:1]))):
+        try:
+            os.link(run / row["file"], small / row["file"])
+        except OSError:
+            shutil.copyfile(run / row["file"], small / row["file"])
+    stamp.write_text(json.dumps(params) + "\n")
+    print(f"simulated {run} in {seconds:.1f} s ({params})")
+    return run, small
+
+
+def _complete(folder: Path) -> bool:
+    manifest = folder / "manifest.csv"
+    if not manifest.is_file():
+        return False
+    with open(manifest, newline="") as fh:
+        return all((folder / row["file"]).is_file() for row in csv.DictReader(fh))
+
+
+def manifest_rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "manifest.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def build_strategies(run: Path, rows: list[dict[str, str]], path: Path) -> tuple[str, float, float]:
+    """Pickle {file: FlowKit strategy} (same gates as cytogate's, per file) to ``path``.
+
+    Returns (template name, seconds in ``to_flowkit_strategy`` per file, seconds of cytogate
+    read + gate needed to build them per file). Stained tubes first, as in the batch: an
+    isotype tube is gated with its stained tube's channels as the reference.
+    """
+    import cytogate
+    from cytogate import read_fcs
+    from cytogate.design import load_config
+    from cytogate.gating.flowkit_bridge import to_flowkit_strategy
+    from cytogate.gating.template import load_template
+
+    template = load_template(load_config(run).template)  # the template the batch will use
+    strategies: dict[str, Any] = {}
+    references: dict[tuple[str, str], dict[str, str]] = {}
+    t_bridge = t_gate = 0.0
+    for row in sorted(rows, key=lambda r: r["tube"] != "stained"):
+        key = (row["patient"], row["timepoint"])
+        seconds, result = timed(
+            lambda row=row, key=key: cytogate.gate(
+                read_fcs(run / row["file"]), template, reference=references.get(key)
+            )
+        )
+        t_gate += seconds
+        if row["tube"] == "stained":
+            references[key] = result.channel_map()
+        seconds, strategies[row["file"]] = timed(lambda result=result: to_flowkit_strategy(result))
+        t_bridge += seconds
+    payload = {
+        "template": template.name,
+        "files": [r["file"] for r in rows],
+        "populations": template.population_names(),
+        "strategies": strategies,
+    }
+    path.write_bytes(pickle.dumps(payload))
+    return template.name, t_bridge / len(rows), t_gate / len(rows)
+
+
+def setup(args: argparse.Namespace) -> dict[str, Any]:
+    """Simulate (or reuse) the runs and build the FlowKit strategies; a subprocess of its own,
+    so that the measured processes, started from a small parent, do not inherit its peak."""
+    import flowkit as fk
+    import numpy as np
+
+    import cytogate
+
+    run, small = prepare_runs(args.run, args.patients, args.events, args.seed)
+    rows = manifest_rows(run)
+    template, bridge_s, gate_s = build_strategies(run, rows, args.strategies)
+    return {
+        "template": template,
+        "run": str(run),
+        "small": str(small),
+        "bridge_s": bridge_s,
+        "gate_s": gate_s,
+        "size_mb": sum((run / r["file"]).stat().st_size for r in rows) / 1e6,
+        "versions": f"cytogate {cytogate.__version__} ({Path(cytogate.__file__).parent}), "
+        f"flowkit {fk.__version__}, numpy "
+        f"{np.__version__}, python {sys.version.split()[0]}",
+    }
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def _busy_seconds() -> float | None:
+    """CPU seconds spent busy by the whole machine since boot (None: no /proc/stat)."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu(usage: resource.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
+
+
+class TreePoller:
+    """Peak of the summed RSS of a process and its descendants, polled (needs psutil)."""
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        try:
+            import psutil
+        except ImportError:
+            self.peak: float | None = None
+            return
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._root = psutil.Process(pid)
+        self._psutil = psutil
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _run(self, interval: float) -> None:
+        psutil = self._psutil
+        while not self._stop.is_set():
+            try:
+                procs = [self._root, *self._root.children(recursive=True)]
+                total = 0
+                for proc in procs:
+                    try:
+                        total += proc.memory_info().rss
+                    except psutil.Error:
+                        pass
+                self.peak = max(self.peak or 0.0, total / 2**20)
+            except psutil.Error:
+                return
+            self._stop.wait(interval)
+
+    def stop(self) -> float | None:
+        if self.peak is not None:
+            self._stop.set()
+            self._thread.join()
+        return self.peak
+
+
+def measure(
+    config: Config, run: Path, scratch: Path, strategies: Path, plots: bool = False
+) -> Measured:
+    """Run ``config`` on ``run`` in a fresh subprocess; return its figures."""
+    report_path = scratch / "report.json"
+    out = scratch / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, __file__, "--child", config.tool, "--run", str(run)]
+    cmd += ["--report", str(report_path)]
+    if config.tool == "cytogate":
+        cmd += ["--out", str(out), "--jobs", str(config.jobs)] + (["--plots"] if plots else [])
+    else:
+        cmd += ["--strategies", str(strategies)] + (
+            ["--cache-events"] if config.cache_events else []
+        )
+    env = {**os.environ, **config.env}
+    busy0, self0 = _busy_seconds(), _cpu(resource.getrusage(resource.RUSAGE_SELF))
+    children0 = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN))
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    poller = TreePoller(proc.pid)
+    stdout, stderr = proc.communicate()
+    process_wall = time.perf_counter() - start
+    tree_peak = poller.stop()
+    busy1, self1 = _busy_seconds(), _cpu(resource.getrusage(resource.RUSAGE_SELF))
+    cpu_tree = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - children0
+    if proc.returncode != 0:
+        sys.stderr.write(stdout.decode(errors="replace") + stderr.decode(errors="replace"))
+        raise SystemExit(f"{config.label}: exit status {proc.returncode}")
+    report = json.loads(report_path.read_text())
+    others = None
+    if busy0 is not None and busy1 is not None:
+        others = max(0.0, (busy1 - busy0) - cpu_tree - (self1 - self0)) / process_wall
+    if config.tool == "cytogate":
+        report["populations"] = read_populations(out / "populations.csv")
+        wall = process_wall
+    else:
+        wall = report["loop_s"]
+    return Measured(
+        wall=wall,
+        process_wall=process_wall,
+        cpu=cpu_tree if config.tool == "cytogate" else report["loop_cpu_s"],
+        rss_self_mb=report["maxrss_self_kb"] / 1024,
+        rss_workers_mb=report["maxrss_children_kb"] / 1024,
+        rss_tree_mb=tree_peak,
+        others=others,
+        report=report,
+    )
+
+
+def read_populations(path: Path) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["count"] != "":
+                counts.setdefault(row["file"], {})[row["population"]] = int(row["count"])
+    return counts
+
+
+# --------------------------------------------------------------------------- subprocesses
+
+
+def child(args: argparse.Namespace) -> int:
+    """Body of one measured subprocess; writes its figures to ``args.report`` as JSON."""
+    report: dict[str, Any] = {
+        # Linux keeps ru_maxrss across exec: a process starts with its parent's peak. Recorded
+        # so that a figure which is only that inherited floor can be told apart.
+        "maxrss_start_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    }
+    if args.child == "setup":
+        report.update(setup(args))
+        args.report.write_text(json.dumps(report))
+        return 0
+    if args.child == "cytogate":
+        from cytogate.cli import cli
+        from cytogate.cli import main as cytogate_main
+
+        sys.argv = ["cytogate", "batch", str(args.run), "--jobs", str(args.jobs)]
+        sys.argv += ["--out", str(args.out), "--quiet"]
+        has_plots = "no_plots" in {p.name for p in cli.commands["batch"].params}
+        if has_plots and not args.plots:
+            sys.argv.append("--no-plots")  # tables only: what FlowKit is compared with
+        report["plots"] = has_plots and args.plots
+        try:
+            cytogate_main()
+            status = 0
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else 1
+        run_json = json.loads((args.out / "run.json").read_text()) if status == 0 else {}
+        report["timings"] = {
+            k: v for k, v in run_json.get("timings", {}).items() if k != "per_file_s"
+        }
+    else:
+        status = 0
+        report.update(flowkit_loop(args))
+    usage_self = resource.getrusage(resource.RUSAGE_SELF)
+    usage_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    report["maxrss_self_kb"] = usage_self.ru_maxrss  # kilobytes on Linux
+    report["maxrss_children_kb"] = usage_children.ru_maxrss  # the largest child, not a sum
+    args.report.write_text(json.dumps(report))
+    return status
+
+
+def flowkit_loop(args: argparse.Namespace) -> dict[str, Any]:
+    t_import, fk = timed(lambda: __import__("flowkit"))
+    import numpy as np
+
+    t_load, payload = timed(lambda: pickle.loads(args.strategies.read_bytes()))
+    counts: dict[str, dict[str, int]] = {}
+    cpu0, start = time.process_time(), time.perf_counter()
+    for name in payload["files"]:
+        strategy = payload["strategies"][name]
+        sample = fk.Sample(str(args.run / name))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            results = strategy.gate_sample(sample, cache_events=args.cache_events)
+        counts[name] = {pop: int(results.get_gate_count(pop)) for pop in payload["populations"]}
+        if args.cache_events:
+            strategy.clear_cache()
+    return {
+        "loop_s": time.perf_counter() - start,
+        "loop_cpu_s": time.process_time() - cpu0,
+        "import_s": t_import,
+        "load_strategies_s": t_load,
+        "populations": counts,
+    }
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def print_table(results: dict[str, list[Measured]], n_files: int, n_events: int) -> None:
+    med = {k: statistics.median(m.wall for m in v) for k, v in results.items()}
+    fk_cpu = statistics.median(m.cpu for m in results[BASELINE])
+    head = (
+        f"{'configuration':<35}{'wall s':>7}{'files/s':>8}{'Mev/s':>7}{'CPU s':>7}"
+        f"{'peak RSS MB':>12}{'FK/x':>6}{'FK/x CPU':>9}{'others':>7}   RSS detail (MB)"
+    )
+    print(head)
+    print("-" * (len(head) + 40))
+    for i, config in enumerate(CONFIGS):
+        if config.one_blas_thread and not (i and CONFIGS[i - 1].one_blas_thread):
+            print("diagnostic, OPENBLAS_NUM_THREADS=1 (FK/x against FlowKit sequential above):")
+        runs = results[config.label]
+        wall = med[config.label]
+        cpu = statistics.median(m.cpu for m in runs)
+        rss_self = max(m.rss_self_mb for m in runs)
+        rss_workers = max(m.rss_workers_mb for m in runs)
+        trees = [m.rss_tree_mb for m in runs if m.rss_tree_mb is not None]
+        others = [m.others for m in runs if m.others is not None]
+        if config.tool == "cytogate" and config.jobs > 1:
+            detail = f"parent {rss_self:.0f}, max worker {rss_workers:.0f}"
+        else:
+            detail = "one process"
+        if trees:
+            detail += f", tree sum {max(trees):.0f} (polled)"
+        rate = n_files * n_events / wall / 1e6
+        print(
+            f"{config.label:<35}{wall:7.2f}{n_files / wall:8.1f}{rate:7.2f}{cpu:7.1f}"
+            f"{max(rss_self, rss_workers):12.0f}{med[BASELINE] / wall:6.2f}{fk_cpu / cpu:9.2f}"
+            f"{statistics.median(others) if others else float('nan'):7.2f}   {detail}"
+        )
+
+
+def agreement(results: dict[str, list[Measured]], rows: list[dict[str, str]]) -> bool:
+    """Compare every configuration's population counts with FlowKit sequential's.
+
+    cytogate's are read from the populations.csv it wrote (last run of each configuration).
+    """
+    fk_counts = results[BASELINE][-1].report["populations"]
+    stained = [r["file"] for r in rows if r["tube"] == "stained"]
+    ok = True
+    for config in CONFIGS:
+        if config.label == BASELINE:
+            continue
+        ours = results[config.label][-1].report["populations"]
+        blasts = [
+            f"{f}: {ours.get(f, {}).get('blasts')} vs FlowKit {fk_counts[f]['blasts']}"
+            for f in stained
+            if ours.get(f, {}).get("blasts") != fk_counts[f]["blasts"]
+        ]
+        others = [
+            f"{f} {pop}"
+            for f, pops in fk_counts.items()
+            for pop, n in pops.items()
+            if ours.get(f, {}).get(pop) != n
+        ]
+        verdict = "agree" if not blasts else f"{len(blasts)} MISMATCHES: " + "; ".join(blasts)
+        print(f"  {config.label:<35} blasts, {len(stained)} stained files: {verdict}")
+        if others:
+            print(f"    other counts differing ({len(others)}): {', '.join(others[:10])}")
+        ok &= not blasts and not others
+    if ok:
+        n_pops = len(next(iter(fk_counts.values())))
+        print(f"  (and all {n_pops} populations of all {len(fk_counts)} files agree)")
+    return ok
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--patients", type=int, default=4, help="patients (12 files each)")
+    parser.add_argument("--events", type=int, default=200_000, help="events per file")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per configuration (median)")
+    parser.add_argument("--seed", type=int, default=None, help="simulator seed (default: config)")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="simulate here and keep (reused next time)"
+    )
+    parser.add_argument(
+        "--plots",
+        action="store_true",
+        help="let cytogate batch draw its plots and report (default: --no-plots, where the CLI "
+        "has it)",
+    )
+    for name in ("--child", "--run", "--out", "--report", "--strategies"):
+        parser.add_argument(name, type=None if name == "--child" else Path, help=argparse.SUPPRESS)
+    parser.add_argument("--jobs", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--cache-events", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return child(args)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+
+    # This process stays small (stdlib + numpy): simulation and strategy building run in a
+    # subprocess, so the measured subprocesses do not start from a large inherited peak RSS.
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix="bench_batch_", dir=workdir))
+        try:
+            strategies, report = scratch / "strategies.pkl", scratch / "setup.json"
+            cmd = [sys.executable, __file__, "--child", "setup", "--run", str(workdir)]
+            cmd += ["--strategies", str(strategies), "--report", str(report)]
+            cmd += ["--patients", str(args.patients), "--events", str(args.events)]
+            if args.seed is not None:
+                cmd += ["--seed", str(args.seed)]
+            subprocess.run(cmd, check=True)
+            info = json.loads(report.read_text())
+            run, small = Path(info["run"]), Path(info["small"])
+            rows = manifest_rows(run)
+            n_files = len(rows)
+            print(
+                f"run: {n_files} files x {args.events:,} events ({args.patients} patients x "
+                f"{n_files // args.patients // 2} timepoints x 2 tubes), {info['size_mb']:.0f} MB"
+                f"\n{info['versions']}, {os.cpu_count()} CPUs, load average "
+                f"{os.getloadavg()[0]:.2f}; template {info['template']}; median of "
+                f"{args.repeats} runs\n"
+            )
+            results: dict[str, list[Measured]] = {c.label: [] for c in CONFIGS}
+            for i in range(args.repeats):
+                order = CONFIGS if i % 2 == 0 else CONFIGS[::-1]
+                for config in order:
+                    m = measure(config, run, scratch, strategies, args.plots)
+                    results[config.label].append(m)
+                    print(
+                        f"  run {i + 1}/{args.repeats} {config.label.strip()}: {m.wall:.2f} s, "
+                        f"CPU {m.cpu:.1f} s, others {m.others or 0:.2f} cores",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+            small_runs = [measure(CONFIGS[0], small, scratch, strategies, args.plots)]
+
+            print_table(results, n_files, args.events)
+            print_notes(results, info["bridge_s"], info["gate_s"])
+            plotted = results[CONFIGS[0].label][-1].report.get("plots")
+            print(f"cytogate batch plots/report.html: {'drawn' if plotted else 'not drawn'}")
+            print("\nblast counts, cytogate populations.csv vs FlowKit:")
+            same = agreement(results, rows)
+            big = max(m.rss_self_mb for m in results[CONFIGS[0].label])
+            little = max(m.rss_self_mb for m in small_runs)
+            print(
+                f"\nbounded memory (DESIGN §9), cytogate batch --jobs 1, peak RSS: "
+                f"{SMALL_RUN} files {little:.0f} MB, {n_files} files {big:.0f} MB "
+                f"({n_files}/{SMALL_RUN} files -> x{big / little:.2f} memory)"
+            )
+            floors = sorted(
+                {
+                    label
+                    for label, runs in [*results.items(), ("small run", small_runs)]
+                    for m in runs
+                    if m.report["maxrss_self_kb"] <= m.report["maxrss_start_kb"]
+                }
+            )
+            if floors:
+                print(f"WARNING: peak RSS is only the inherited floor for: {', '.join(floors)}")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return 0 if same else 1
+
+
+def print_notes(results: dict[str, list[Measured]], bridge_s: float, gate_s: float) -> None:
+    def med(label: str) -> float:
+        return statistics.median(m.wall for m in results[label])
+
+    fk_runs, cg_runs = results[BASELINE], results[CONFIGS[0].label]
+    print(
+        "\nwall: cytogate = whole CLI subprocess (start, imports, read + gate + quantify, stats, "
+        "writing tables);\n      FlowKit = per-file loop only (Sample + gate_sample + counts); "
+        "excluded: interpreter + import flowkit\n      "
+        f"{statistics.median(m.process_wall - m.wall for m in fk_runs):.2f} s, strategy "
+        f"construction {bridge_s * 1e3:.1f} ms/file (+ cytogate read + gate {gate_s * 1e3:.0f} "
+        "ms/file to build them)"
+    )
+    print(
+        "FK/x: FlowKit sequential wall / this wall (> 1: faster than FlowKit), FK/x CPU the same "
+        "for CPU s;\n      FlowKit with cache_events / cytogate --jobs 1: "
+        f"{med(CONFIGS[3].label) / med(CONFIGS[0].label):.2f}"
+    )
+    print(
+        "CPU s: user + system of the subprocess tree (FlowKit: its loop); others: cores busy with "
+        "other processes during the run (/proc/stat)"
+    )
+    timings = cg_runs[-1].report.get("timings", {})
+    if timings:
+        print(
+            "cytogate --jobs 1 run.json timings (last run): "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items())
+        )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
