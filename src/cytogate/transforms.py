@@ -174,9 +174,16 @@ class Compensation:
         if position is None or self._inverse is None:
             return self._events[:, index]
         if index not in self._cache:
-            if self._block is None:
-                self._block = np.ascontiguousarray(self._events[:, self._columns])
-            self._cache[index] = self._block @ self._inverse[:, position]
+            if self._block is None:  # column-major, so each dye's column is contiguous
+                self._block = np.asfortranarray(self._events[:, self._columns])
+            # A weighted sum of a few contiguous columns, deliberately not ``block @ w``: for
+            # an (n x 6) by 6 product OpenBLAS starts threads on every core, whose spinning
+            # cost 5x the product's own CPU time and stopped --jobs 2 from scaling.
+            weights = self._inverse[:, position]
+            out = self._block[:, 0] * weights[0]
+            for k in range(1, len(weights)):
+                out += self._block[:, k] * weights[k]
+            self._cache[index] = out
         return self._cache[index]
 
     def all(self) -> np.ndarray:
