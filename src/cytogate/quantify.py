@@ -55,7 +55,8 @@ def population_rows(
     wbc_per_ul: float | None,
     beads_per_ul: float | None,
 ) -> list[dict[str, Any]]:
-    """One row per population: count, % parent, % total, absolute count per µL with method."""
+    """One row per population: count, % parent, % total, absolute count per µL with method,
+    and the gating QC flag with its reasons (``qc_flag``, ``qc_reason``)."""
     roles = result.template.roles
     leuko_pop = roles.get("leukocytes")
     bead_pop = roles.get("beads")
@@ -80,6 +81,9 @@ def population_rows(
                 "gate_status": gate.status,
                 "gate_channels": "/".join(gate.channels),
                 "reason": reason,
+                # doubtful gating (a fitted gate's QC, or one it depends on): see qc_reason
+                "qc_flag": bool(result.qc(pop)),
+                "qc_reason": "; ".join(result.qc(pop)),
             }
         )
     return rows

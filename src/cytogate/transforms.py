@@ -10,6 +10,13 @@ Gates are drawn in a *scaled space* per dimension, as flow users expect:
 * ``arcsinh``: ``asinh(x / cofactor)``, the convention of the cytometry literature (cofactor
   150 for conventional fluorescence, 5 for mass cytometry); in asinh units.
 
+A dimension's scale may depend on the file (:class:`ScaleAlternatives`): older list-mode files
+(Beckman FC500 era, FCS 2.0) store log-amplified scatter and fluorescence as 10-bit channel
+numbers. With ``$PnE 4,0`` the reader converts them to linear values 1..10^4, and
+``{kind: log, T: pne, M: pne}`` (T = 10^decades × offset, M = decades) maps them back to the
+channel fraction 0..1; a log channel written with ``$PnE 0,0`` holds log channel numbers, for
+which a linear scale is right. ``when: {log_amplified: true}`` / ``when: {pnn: 'Log'}`` pick.
+
 Logicle and log numerics come from flowutils (FlowKit's numeric core), so our gates agree with
 FlowKit/FlowJo to floating-point precision. Compensation solves ``x_obs = x_true @ S`` for the
 spillover matrix ``S`` (rows = source dye, the FCS convention) with flowutils as well.
@@ -17,8 +24,10 @@ spillover matrix ``S`` (rows = source dye, the FCS convention) with flowutils as
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -26,6 +35,8 @@ from cytogate.errors import TemplateError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
+
+    from cytogate.fcs import Sample
 
 ScaleKind = Literal["linear", "log", "logicle", "arcsinh"]
 
@@ -66,9 +77,16 @@ class Scale:
                     f"{where}: field {key!r} is not a parameter of a {kind} scale "
                     f"({', '.join(params)})"
                 )
-            if value != "range" and not isinstance(value, int | float):
+            if value == "pne" and not (kind == "log" and key in ("T", "M")):
+                raise TemplateError(
+                    f"{where}: field {key!r}: 'pne' (from the channel's $PnE) is only for the "
+                    "T and M of a log scale"
+                )
+            if value not in ("range", "pne") and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
                 raise TemplateError(f"{where}: field {key!r} must be a number or 'range'")
-            params[key] = value if value == "range" else float(value)
+            params[key] = value if value in ("range", "pne") else float(value)
         scale = cls(kind, params)
         scale._check(where)
         return scale
@@ -77,7 +95,7 @@ class Scale:
         p = self.params
         if self.kind == "arcsinh" and not float(p["cofactor"]) > 0:
             raise TemplateError(f"{where}: field 'cofactor' must be > 0")
-        if self.kind in ("log", "logicle") and not float(p["M"]) > 0:
+        if self.kind in ("log", "logicle") and p["M"] != "pne" and not float(p["M"]) > 0:
             raise TemplateError(f"{where}: field 'M' must be > 0")
         if self.kind == "logicle":
             w, m, a = float(p["W"]), float(p["M"]), float(p["A"])
@@ -86,6 +104,21 @@ class Scale:
                     f"{where}: logicle parameters need 0 <= W <= M/2 and -W <= A <= M - 2W "
                     f"(got W={w}, M={m}, A={a})"
                 )
+
+    def for_channel(self, sample: Sample, index: int) -> Scale:
+        """This scale with ``pne`` parameters resolved for channel ``index`` of ``sample``."""
+        if "pne" not in self.params.values():
+            return self
+        decades, offset = channel_log_amplification(sample, index)
+        if decades <= 0:
+            pnn = str(sample.channels["pnn"].iloc[index])
+            raise TemplateError(
+                f"{sample.path.name}: scale {self.describe()} takes T/M from $PnE, but channel "
+                f"{pnn} is not log-amplified integer data"
+            )
+        resolved = {"T": 10.0**decades * (offset if offset > 0 else 1.0), "M": decades}
+        params = {k: (resolved[k] if v == "pne" else v) for k, v in self.params.items()}
+        return Scale(self.kind, params)
 
     def _resolved(self, key: str, channel_range: float) -> float:
         value = self.params[key]
@@ -131,6 +164,87 @@ class Scale:
     def describe(self) -> str:
         inner = ", ".join(f"{k}={v}" for k, v in self.params.items())
         return f"{self.kind}({inner})"
+
+
+def channel_log_amplification(sample: Sample, index: int) -> tuple[float, float]:
+    """($PnE decades, offset) when the reader converted channel ``index`` from log-amplified
+    integer channel numbers to linear values (integer data, $PnE f1 > 0); else (0, 0)."""
+    datatype = str(sample.keywords.get("$DATATYPE", "")).strip().upper()
+    if datatype != "I":
+        return 0.0, 0.0
+    try:
+        f1, f2 = (float(v) for v in str(sample.channels["pne"].iloc[index]).split(","))
+    except ValueError:
+        return 0.0, 0.0
+    if not (math.isfinite(f1) and f1 > 0):
+        return 0.0, 0.0
+    return f1, (f2 if math.isfinite(f2) else 0.0)
+
+
+_WHEN_FIELDS = ("log_amplified", "pnn", "pns")
+
+
+@dataclass(frozen=True)
+class ScaleAlternatives:
+    """Scales for one dimension, chosen per file: the first whose ``when`` matches the channel.
+
+    ``when`` keys: ``log_amplified`` (bool: integer data with $PnE decades > 0, which the reader
+    converted to linear), ``pnn`` / ``pns`` (regular expression searched, case-insensitively, in
+    the channel's $PnN / $PnS). The last alternative has no ``when``: it is the default.
+    """
+
+    options: tuple[tuple[tuple[tuple[str, Any], ...], Scale], ...]
+
+    @classmethod
+    def from_spec(cls, spec: list[Any], where: str) -> ScaleAlternatives:
+        if not spec:
+            raise TemplateError(f"{where}: a list of alternatives needs at least one scale")
+        options = []
+        for i, item in enumerate(spec):
+            iwhere = f"{where} alternative {i + 1}"
+            if not isinstance(item, dict):
+                raise TemplateError(f"{iwhere}: a scale mapping with an optional 'when'")
+            when = item.get("when", {})
+            if not isinstance(when, dict) or set(when) - set(_WHEN_FIELDS):
+                raise TemplateError(
+                    f"{iwhere}: field 'when': a mapping with {', '.join(_WHEN_FIELDS)}"
+                )
+            for key in ("pnn", "pns"):
+                if key in when:
+                    try:
+                        re.compile(str(when[key]))
+                    except re.error as exc:
+                        raise TemplateError(f"{iwhere}: field 'when.{key}': {exc}") from exc
+            if "log_amplified" in when and not isinstance(when["log_amplified"], bool):
+                raise TemplateError(f"{iwhere}: field 'when.log_amplified': true or false")
+            scale = Scale.from_spec({k: v for k, v in item.items() if k != "when"}, iwhere)
+            options.append((tuple(sorted(when.items())), scale))
+        if options[-1][0]:
+            raise TemplateError(f"{where}: the last alternative must have no 'when' (the default)")
+        return cls(tuple(options))
+
+    def otherwise(self) -> Scale:
+        """The default alternative (the last)."""
+        return self.options[-1][1]
+
+    def for_channel(self, sample: Sample, index: int) -> Scale:
+        for when, scale in self.options:
+            if all(_matches(sample, index, key, value) for key, value in when):
+                return scale.for_channel(sample, index)
+        return self.otherwise().for_channel(sample, index)  # pragma: no cover - last has no when
+
+    def describe(self) -> str:
+        return " | ".join(
+            (f"when {dict(when)}: " if when else "") + scale.describe()
+            for when, scale in self.options
+        )
+
+
+def _matches(sample: Sample, index: int, key: str, value: Any) -> bool:
+    if key == "log_amplified":
+        return (channel_log_amplification(sample, index)[0] > 0) == bool(value)
+    text = str(sample.channels[key].iloc[index] or "")
+    return re.search(str(value), text, re.IGNORECASE) is not None
 
 
 def compensate(events: np.ndarray, columns: list[int], spillover: np.ndarray) -> np.ndarray:

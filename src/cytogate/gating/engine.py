@@ -3,17 +3,23 @@
 Pipeline per file: resolve the template's markers to channels → compensate → scale the gate
 dimensions → evaluate gates in dependency order, each on its parent's events only (vectorised
 over those events), scattering results back into boolean masks over all events.
+
+Adaptive gates (:mod:`cytogate.gating.adaptive`) are first fitted on the parent's events; the
+fit is an ordinary geometry, stored in :attr:`AppliedGate.geometry` with its diagnostics and QC
+reasons, and the population is that geometry's membership. A gate's QC flag passes to the
+populations that depend on it (children, and gates that refer to it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from cytogate.errors import GatingError, PanelError
+from cytogate.gating import adaptive
 from cytogate.gating.gates import Boolean, Geometry, Quadrant
 from cytogate.gating.template import ROOT, GateSpec, Template, load_template
 from cytogate.panel import ResolvedMarker, find_marker
@@ -23,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
     from cytogate.fcs import Sample
+    from cytogate.transforms import Scale
 
 GateStatus = Literal["applied", "skipped"]
 
@@ -35,10 +42,17 @@ class AppliedGate:
     parent: str
     kind: str
     status: GateStatus
-    geometry: Geometry | None  # the variant used (None when skipped)
+    geometry: Geometry | None  # the variant used, or the geometry fitted (None when skipped)
     dims: tuple[str, ...]
     channels: tuple[str, ...]  # $PnN of each dimension
     note: str = ""
+    diagnostics: dict[str, Any] = field(default_factory=dict)  # fitted gates: how the fit went
+    qc: tuple[str, ...] = ()  # this gate's own QC reasons (empty: no doubt)
+
+    @property
+    def fitted(self) -> bool:
+        """True for an adaptive gate (its geometry was fitted to this file, or pinned)."""
+        return self.kind in adaptive.ADAPTIVE_KINDS and self.status == "applied"
 
 
 class GatingResult:
@@ -57,6 +71,7 @@ class GatingResult:
         masks: dict[str, np.ndarray],
         parents: dict[str, str],
         reference: Mapping[str, str] | None,
+        dependencies: dict[str, set[str]] | None = None,
     ) -> None:
         self.sample = sample
         self.template = template
@@ -69,6 +84,7 @@ class GatingResult:
         self._masks = masks
         self._parents = parents
         self._reference = dict(reference or {})
+        self._dependencies = dependencies or {}
 
     # ----------------------------------------------------------------- populations
     @property
@@ -130,9 +146,45 @@ class GatingResult:
                     "gate_kind": g.kind,
                     "gate_status": g.status,
                     "gate_channels": "/".join(g.channels),
+                    "qc_flag": bool(self.qc(pop)),
+                    "qc_reason": "; ".join(self.qc(pop)),
                 }
             )
         return pd.DataFrame(rows)
+
+    # ----------------------------------------------------------------- quality control
+    def qc(self, population: str) -> tuple[str, ...]:
+        """QC reasons for ``population``: its gate's own, then those of every gate it depends
+        on (parent chain, referenced populations, ``qc.flag_with``), each as "gate: reason"."""
+        if population == ROOT:
+            return ()
+        gate_of = {g.name: g for g in self.gates}
+        seen: list[str] = []
+        stack = [self.gate_of(population).name]
+        while stack:
+            name = stack.pop(0)
+            if name in seen or name not in gate_of:
+                continue
+            seen.append(name)
+            deps = self._dependencies.get(name, {self._parents.get(name, ROOT)})
+            for dep in sorted(deps):
+                if dep != ROOT:
+                    stack.append(self.gate_of(dep).name)
+        return tuple(f"{name}: {reason}" for name in seen for reason in gate_of[name].qc)
+
+    def qc_flags(self) -> dict[str, tuple[str, ...]]:
+        """Population -> QC reasons, for the flagged populations only."""
+        return {pop: r for pop in self.populations if (r := self.qc(pop))}
+
+    def fitted_geometries(self) -> dict[str, Geometry]:
+        """Gate name -> the geometry fitted to this file, for every adaptive gate applied (what
+        a batch reuses when a template pins a gate to the patient's baseline)."""
+        return {g.name: g.geometry for g in self.gates if g.fitted and g.geometry is not None}
+
+    def scale_for(self, marker: str) -> Scale:
+        """The scale of ``marker`` as used for this file (alternatives resolved)."""
+        resolved = self.resolve(marker)
+        return self.template.scale_for(marker, self.sample, resolved.index)
 
     # ----------------------------------------------------------------- marker values
     @property
@@ -181,12 +233,16 @@ def gate(
     *,
     compensation: str | pd.DataFrame | None = None,
     reference: Mapping[str, str] | None = None,
+    pinned: Mapping[str, Geometry] | None = None,
 ) -> GatingResult:
     """Gate ``sample`` with ``template`` (a :class:`Template`, a bundled name or a path).
 
     ``compensation`` overrides the template's ("file", "none", a CSV path or a labelled
     matrix). ``reference`` maps marker -> $PnN of the matched stained tube, so an isotype tube
-    resolves its markers on the same detectors (see :mod:`cytogate.panel`).
+    resolves its markers on the same detectors (see :mod:`cytogate.panel`). ``pinned`` maps an
+    adaptive gate's name to a geometry to use instead of fitting (a batch passes the patient's
+    baseline fits for gates with ``pin: baseline``); when given, a pinned gate missing from it
+    is fitted on this file and flagged.
     """
     tmpl = load_template(template or "aml_blasts_cd45_ssc")
     comp, comp_note, spillover = _compensate(sample, tmpl, compensation)
@@ -197,6 +253,7 @@ def gate(
     applied: list[AppliedGate] = []
     all_events = np.ones(sample.n_events, dtype=bool)
     points_of = _ParentPoints(scaled)
+    context = _FitContext(sample, tmpl, comp, markers, scaled, masks, reference)
 
     for spec in tmpl.gates:
         parent_mask = all_events if spec.parent == ROOT else masks[spec.parent]
@@ -224,20 +281,31 @@ def gate(
             markers.setdefault(dim, r)
             if dim not in scaled:
                 scaled[dim] = _scale(sample, tmpl, comp, r, dim)
+        kind = geometry.kind
+        diagnostics: dict[str, Any] = {}
+        qc: list[str] = []
+        if adaptive.is_adaptive(geometry):
+            geometry, diagnostics, qc = _fit(
+                spec, geometry, parent_mask, points_of, context, pinned
+            )
+        evaluated = _evaluate(spec.name, geometry, spec.parent, parent_mask, points_of, masks)
+        for pop, mask in evaluated.items():
+            masks[pop], parents[pop] = mask, spec.parent
+        qc += _qc_rules(spec, evaluated, parent_mask, diagnostics)
+        context.geometries[spec.name] = geometry
         applied.append(
             AppliedGate(
                 spec.name,
                 spec.parent,
-                geometry.kind,
+                kind,
                 "applied",
                 geometry,
                 dims,
                 tuple(r.pnn for r in resolved),
+                diagnostics=adaptive.json_ready(diagnostics),
+                qc=tuple(qc),
             )
         )
-        evaluated = _evaluate(spec.name, geometry, spec.parent, parent_mask, points_of, masks)
-        for pop, mask in evaluated.items():
-            masks[pop], parents[pop] = mask, spec.parent
 
     return GatingResult(
         sample,
@@ -251,7 +319,113 @@ def gate(
         masks,
         parents,
         reference,
+        {g.name: g.qc_sources() for g in tmpl.gates},
     )
+
+
+def _fit(
+    spec: GateSpec,
+    geometry: adaptive.AdaptiveGeometry,
+    parent_mask: np.ndarray,
+    points_of: _ParentPoints,
+    context: _FitContext,
+    pinned: Mapping[str, Geometry] | None,
+) -> tuple[Geometry, dict[str, Any], list[str]]:
+    """Fit an adaptive gate (or take its pinned geometry): (geometry, diagnostics, QC)."""
+    if pinned is not None and spec.name in pinned:
+        return pinned[spec.name], {"method": geometry.kind, "pinned": spec.pin or True}, []
+    qc = []
+    if spec.pin and pinned is not None:
+        qc.append(f"pin: {spec.pin} requested but no {spec.pin} fit is available; fitted here")
+    _, points = points_of.get(spec.parent, parent_mask, geometry.dims)
+    try:
+        fitted = adaptive.fit(geometry, spec.name, spec.parent, points, context)
+    except adaptive.FitError as exc:  # no fallback in the template: an empty, flagged gate
+        qc.append(f"{exc}; gate left empty")
+        return adaptive.empty_gate(geometry.dims), {"method": geometry.kind, "fallback": True}, qc
+    return fitted.geometry, fitted.diagnostics, [*qc, *fitted.qc]
+
+
+def _qc_rules(
+    spec: GateSpec,
+    evaluated: dict[str, np.ndarray],
+    parent_mask: np.ndarray,
+    diagnostics: dict[str, Any],
+) -> list[str]:
+    """The template's ``qc:`` rules on what the gate took (and the fraction, as a diagnostic)."""
+    parent_n = int(np.count_nonzero(parent_mask))
+    mask = evaluated.get(spec.name)
+    if mask is None:  # quadrant: rules apply to the gate's populations together
+        mask = np.logical_or.reduce(list(evaluated.values()))
+    fraction = np.count_nonzero(mask) / parent_n if parent_n else float("nan")
+    if diagnostics or spec.adaptive:
+        diagnostics["fraction"] = round(float(fraction), 6)
+    rules = spec.qc
+    reasons = rules.check_fraction(fraction, spec.parent)
+    overlap = diagnostics.get("overlap")
+    if rules.max_overlap is not None and overlap is not None and overlap > rules.max_overlap:
+        reasons.append(
+            f"cluster overlaps another (Bhattacharyya {overlap:.2f} > {rules.max_overlap:g})"
+        )
+    return reasons
+
+
+class _FitContext:
+    """What fits may ask for: reference populations' values, a shared mixture per file."""
+
+    def __init__(
+        self,
+        sample: Sample,
+        tmpl: Template,
+        comp: Compensation,
+        markers: dict[str, ResolvedMarker],
+        scaled: dict[str, np.ndarray],
+        masks: dict[str, np.ndarray],
+        reference: Mapping[str, str] | None,
+    ) -> None:
+        self._sample, self._tmpl, self._comp = sample, tmpl, comp
+        self._markers, self._scaled, self._masks = markers, scaled, masks
+        self._reference = reference or {}
+        self._mixtures: dict[tuple[Any, ...], Any] = {}
+        self._selections: dict[str, tuple[tuple[Any, ...], tuple[int, ...]]] = {}
+        self.geometries: dict[str, Geometry] = {}
+
+    def values(self, population: str, dim: str) -> np.ndarray:
+        if dim not in self._scaled:
+            if dim not in self._markers:
+                try:
+                    self._markers[dim] = find_marker(
+                        self._sample, self._tmpl.panel[dim], self._reference.get(dim)
+                    )
+                except PanelError as exc:
+                    raise adaptive.FitError(str(exc)) from exc
+            self._scaled[dim] = _scale(
+                self._sample, self._tmpl, self._comp, self._markers[dim], dim
+            )
+        column = self._scaled[dim]
+        return column if population == ROOT else column[self._masks[population]]
+
+    def mixture(self, key: tuple[Any, ...], fit: Any) -> Any:
+        if key not in self._mixtures:
+            try:
+                self._mixtures[key] = fit()
+            except adaptive.FitError as exc:
+                self._mixtures[key] = exc
+        found = self._mixtures[key]
+        if isinstance(found, adaptive.FitError):
+            raise found
+        return found
+
+    def selection(self, population: str) -> tuple[tuple[Any, ...], tuple[int, ...]] | None:
+        return self._selections.get(population)
+
+    def record_selection(
+        self, population: str, key: tuple[Any, ...], clusters: tuple[int, ...]
+    ) -> None:
+        self._selections[population] = (key, clusters)
+
+    def geometry(self, population: str) -> Geometry | None:
+        return self.geometries.get(population)
 
 
 def _choose_variant(
@@ -332,7 +506,8 @@ def _scale(
     sample: Sample, tmpl: Template, comp: Compensation, marker: ResolvedMarker, dim: str
 ) -> np.ndarray:
     pnr = float(sample.channels["pnr"].iloc[marker.index])
-    return tmpl.scale_for(dim).apply(comp.column(marker.index), pnr)
+    scale = tmpl.scale_for(dim, sample, marker.index)
+    return scale.apply(comp.column(marker.index), pnr)
 
 
 def _compensate(
