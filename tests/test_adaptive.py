@@ -294,6 +294,28 @@ def test_fraction_rules_apply_to_fixed_gates_too():
 # --------------------------------------------------------------------------- determinism, pins
 
 
+def test_same_input_gives_the_same_gates_to_the_last_vertex():
+    from cytogate.simulate import StudyConfig, make_patients, simulate_sample
+
+    config = StudyConfig(n_patients=1, events_per_file=20000, seed=11)
+    patient = make_patients(config)[0]
+    sim = simulate_sample(config, patient, "baseline", "stained", 20000, np.random.default_rng(3))
+    first = make_sample(sim.events, sim.pnn, sim.pns, spillover=sim.spillover)
+    second = make_sample(sim.events.copy(), sim.pnn, sim.pns, spillover=sim.spillover.copy())
+    a, b = gate(first), gate(second)
+    fitted = [g for g in a.gates if g.fitted]
+    assert {g.name for g in fitted} >= {"cells", "singlets", "leukocytes", "blasts"}
+    for ga, gb in zip(a.gates, b.gates, strict=True):
+        assert ga.geometry == gb.geometry, ga.name  # dataclass equality: every float identical
+        if isinstance(ga.geometry, Polygon):
+            assert (
+                np.asarray(ga.geometry.vertices).tobytes()
+                == np.asarray(gb.geometry.vertices).tobytes()
+            )
+    for pop in a.populations:
+        assert np.array_equal(a.mask(pop), b.mask(pop))
+
+
 def test_pinned_geometry_is_used_instead_of_fitting():
     x = np.random.default_rng(8).normal(0.5, 0.1, 2000)
     gates = "  - {name: q, kind: threshold, dims: [X], method: quantile, q: 0.5, pin: baseline}\n"
@@ -364,3 +386,40 @@ def test_scale_alternatives_need_a_default_last():
     )
     with pytest.raises(TemplateError, match="last alternative must have no 'when'"):
         parse_template(bad + "  - {name: g, kind: range, dims: [X], min: 0.1}\n", Path("u.yaml"))
+
+
+# --------------------------------------------------------------------------- older instruments
+
+
+@pytest.mark.parametrize("pne_log", ["4,0", "0,0"])
+def test_default_template_gates_an_fc500_style_fcs2_file(tmp_path, pne_log):
+    """FCS 2.0, FS Lin / SS Log / CD45 on FL3 ECD, 10-bit log channels, no FSC-H/W: the
+    singlet gate is skipped (and says so), the log channels are read back to their channel
+    fraction whether or not $PnE declares the log amplifier, and the blasts are found."""
+    from cytogate.fcs import read_fcs
+    from cytogate.simulate import StudyConfig, make_patients, simulate_sample
+    from tests.fc500 import fc500_bytes
+
+    config = StudyConfig(n_patients=2, events_per_file=20000, seed=5, atypical_patients=0)
+    patient = make_patients(config)[0]
+    sim = simulate_sample(config, patient, "baseline", "stained", 20000, np.random.default_rng(9))
+    path = tmp_path / "FC500_0001.LMD"
+    path.write_bytes(fc500_bytes(sim, pne_log=pne_log))
+    sample = read_fcs(path)
+    assert sample.version == "2.0" and "FSC-H" not in list(sample.channels["pnn"])
+    result = gate(sample)
+    singlets = result.gate_of("singlets")
+    assert singlets.status == "skipped" and "FSC-H" in singlets.note
+    assert np.array_equal(result.mask("singlets"), result.mask("cells"))
+    assert result.gate_of("leukocytes").channels == ("FL3 Log",)
+    scale = result.scale_for("CD45")
+    if pne_log == "4,0":  # read_fcs gave 10**(4 x / 1024); log(T=10^4, M=4) maps it back to x
+        assert scale.kind == "log" and scale.params["T"] == 1e4 and scale.params["M"] == 4.0
+    else:  # log channel numbers: linear over $PnR
+        assert scale.kind == "linear" and scale.params["top"] == "range"
+    channel = np.round(result.scaled_values("CD45") * 1024)
+    assert np.allclose(result.scaled_values("CD45") * 1024, channel, atol=1e-6)
+    table = result.table().set_index("population")
+    assert table.loc["singlets", "gate_status"] == "skipped"
+    assert _f1(result.mask("blasts"), sim.labels == 6) > 0.95
+    assert not result.qc("blasts"), result.qc("blasts")

@@ -24,10 +24,19 @@ def test_run42_is_the_documented_size():
 
 @pytest.mark.parametrize("path", [*RUN42_FILES, DIVA], ids=lambda p: p.name)
 def test_gate_and_inspect_every_bundled_file(path):
-    result = _invoke("gate", path, "--format", "json")
+    # the real Diva file is bone marrow, not the simulated blood the default template's fitted
+    # gates are built for: there the fixed template must find blasts, and the default template
+    # must either find them or say it could not (QC flag), never silently report none
+    template = "aml_blasts_cd45_ssc_fixed" if path == DIVA else "aml_blasts_cd45_ssc"
+    result = _invoke("gate", path, "--format", "json", "--template", template)
     assert result.exit_code == 0, result.output
     table = {row["population"]: row for row in json.loads(result.stdout)}
     assert 0 < table["blasts"]["count"] < table["leukocytes"]["count"] <= table["cells"]["count"]
+    if path == DIVA:
+        default = _invoke("gate", path, "--format", "json")
+        assert default.exit_code == 0, default.output
+        blasts = {row["population"]: row for row in json.loads(default.stdout)}["blasts"]
+        assert blasts["count"] > 0 or (blasts["qc_flag"] and blasts["qc_reason"])
     info = json.loads(_invoke("inspect", path, "--json").stdout)
     assert info["events"] == pytest.approx(
         table["cells"]["count"] * 100 / table["cells"]["pct_total"]
@@ -35,10 +44,14 @@ def test_gate_and_inspect_every_bundled_file(path):
 
 
 def test_diva_singlets_use_fsc_w_and_spillover():
-    result = _invoke("gate", DIVA)
+    result = _invoke("gate", DIVA, "--template", "aml_blasts_cd45_ssc_fixed")
     assert result.exit_code == 0
     assert "FSC-A/FSC-W" in result.stdout and "PerCP-A/SSC-A" in result.stdout
     assert "file spillover keyword (8 ch)" in result.stdout
+    adaptive = _invoke("gate", DIVA, "--format", "json")  # the fitted width gate of the default
+    rows = {row["population"]: row for row in json.loads(adaptive.stdout)}
+    assert rows["singlets"]["gate_channels"] == "FSC-W"
+    assert rows["blasts"]["gate_channels"] == "PerCP-A/SSC-A"
 
 
 def test_inspect_text_shows_channels_and_simulated_keywords():

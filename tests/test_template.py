@@ -26,15 +26,37 @@ def test_bundled_default_template_loads_by_name():
         "cells",
         "singlets",
         "leukocytes",
-        "blasts",
+        "granulocytes",
         "lymphocytes",
         "monocytes",
-        "granulocytes",
+        "blasts",
+        "cd45_negative",
+        "cd45neg_blastlike",
     ]
     parents = tmpl.parents()
     assert parents["blasts"] == "leukocytes" and parents["leukocytes"] == "singlets"
     assert tmpl.roles == {"leukocytes": "leukocytes", "blasts": "blasts"}
     assert len(tmpl.sha256) == 64
+    assert [v.dims for v in tmpl.gates[1].variants] == [("FSC-A", "FSC-H"), ("FSC-W",)]
+    kinds = {g.name: g.kind for g in tmpl.gates}
+    assert kinds["cells"] == kinds["singlets"] == kinds["leukocytes"] == "threshold"
+    assert kinds["blasts"] == kinds["lymphocytes"] == "cluster"
+    assert tmpl.gates[1].optional  # FS Lin only (FC500 era): skipped
+
+
+def test_bundled_fixed_template_keeps_the_fixed_gates():
+    assert "aml_blasts_cd45_ssc_fixed" in list_templates()
+    tmpl = load_template("aml_blasts_cd45_ssc_fixed")
+    assert tmpl.population_names() == [
+        "cells",
+        "singlets",
+        "leukocytes",
+        "blasts",
+        "lymphocytes",
+        "monocytes",
+        "granulocytes",
+    ]
+    assert not any(g.adaptive for g in tmpl.gates)
     assert [v.dims for v in tmpl.gates[1].variants] == [("FSC-A", "FSC-H"), ("FSC-A", "FSC-W")]
 
 
