@@ -447,3 +447,67 @@ def test_benchmark_file_helper(tmp_path: Path) -> None:
     (tmp_path / "again").mkdir()
     again = write_benchmark_file(tmp_path / "again" / "big.fcs", n_events=20000)
     assert again.read_bytes() == path.read_bytes()
+
+
+def test_hard_preset_spans_the_hard_conditions() -> None:
+    from cytogate.simulate import HARD_BLAST_CD45, HARD_BLAST_SSC, hard_config
+
+    config = hard_config(12, 500, seed=3, cd45_channel="BV421-A")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # high shares are capped at 0.9
+        patients = make_patients(config)
+    kinds = [p.kind for p in patients]
+    assert kinds.count("cd45_negative") == 1 and "atypical" not in kinds
+    typical = [p for p in patients if p.kind == "typical"]
+    assert all(HARD_BLAST_CD45[0] <= p.blast_cd45 <= HARD_BLAST_CD45[1] for p in typical)
+    assert all(HARD_BLAST_SSC[0] <= p.blast_ssc <= HARD_BLAST_SSC[1] for p in typical)
+    assert all(0.005 <= p.blast_share_baseline <= 0.9 for p in patients)
+    assert len({round(p.scatter_gain, 9) for p in patients}) == 12  # per patient
+    assert all(0.7 <= p.scatter_gain <= 1.4 for p in patients)
+    assert config.instrument.panel["CD45"] == "BV421-A"
+    assert config.instrument.panel["Ki67"] == "PerCP-Cy5-5-A"  # the marker that was there
+
+
+def test_simulate_cli_hard_and_fine_options(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cytogate.cli import cli
+
+    out = tmp_path / "hard"
+    args = ["simulate", str(out), "--hard", "--patients", "3", "--events", "400"]
+    args += ["--cd45-channel", "APC-A", "--blast-cd45", "0.40", "0.45", "--seed", "5"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "SIMULATED" in result.stdout and "cd45_negative" in result.stdout
+    meta = json.loads((out / "ground_truth" / "config.json").read_text())
+    config = StudyConfig.from_dict(meta["config"])
+    assert config.geometry.blast_cd45_range == (0.40, 0.45)
+    assert config.geometry.blast_ssc_range == (0.05, 0.20)  # from --hard
+    assert config.composition.blast_share_range == (0.005, 0.90)
+    assert config.cd45_negative_blast_patients == 1
+    assert config.instrument.panel["CD45"] == "APC-A"
+    table = pd.read_csv(out / "ground_truth" / "patients.csv")
+    typical = table[table["kind"] == "typical"]
+    assert typical["blast_cd45_scaled"].between(0.40, 0.45).all()
+    sample = read_fcs(out / "P01_baseline_stained.fcs")
+    assert sample.channels.set_index("pnn").loc["APC-A", "pns"] == "CD45 APC"
+
+    plain = CliRunner().invoke(
+        cli, ["simulate", str(tmp_path / "plain"), "--patients", "2", "--events", "300",
+              "--blast-share", "0.01", "0.02", "--scatter-gain", "0.8", "0.9",
+              "--cd45-negative-blast-patients", "1"],
+    )  # fmt: skip
+    assert plain.exit_code == 0, plain.output
+    meta = json.loads((tmp_path / "plain" / "ground_truth" / "config.json").read_text())
+    config = StudyConfig.from_dict(meta["config"])
+    assert config.composition.blast_share_range == (0.01, 0.02)
+    assert config.geometry.scatter_gain_range == (0.8, 0.9)
+    assert (config.cd45_negative_blast_patients, config.atypical_patients) == (1, 1)
+
+    bad = CliRunner().invoke(cli, ["simulate", str(tmp_path / "bad"), "--blast-ssc", "0.3", "0.1"])
+    assert bad.exit_code == 2 and "LO must not exceed HI" in bad.output
+    too_many = CliRunner().invoke(
+        cli, ["simulate", str(tmp_path / "x"), "--patients", "2", "--cd45-negative-blast-patients",
+              "3"],
+    )  # fmt: skip
+    assert too_many.exit_code == 2 and "cd45_negative_blast_patients" in too_many.output

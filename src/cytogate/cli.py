@@ -121,21 +121,150 @@ def templates() -> None:
     help="Events per FCS file.",
 )
 @click.option("--seed", default=42, show_default=True, type=int)
+@click.option(
+    "--hard",
+    is_flag=True,
+    help="Hard conditions: blast CD45 0.38-0.66 and SSC 0.05-0.20 (scaled), blast share "
+    "0.5-90%, scatter gain 0.7-1.4 per patient, one CD45-negative-blast patient. The options "
+    "below override single settings.",
+)
+@click.option(
+    "--blast-cd45",
+    nargs=2,
+    type=float,
+    default=None,
+    metavar="LO HI",
+    help="Blast CD45 centre range (logicle scale 0..1; CD45-negative cells 0.25, monocytes 0.72).",
+)
+@click.option(
+    "--blast-ssc",
+    nargs=2,
+    type=float,
+    default=None,
+    metavar="LO HI",
+    help="Blast SSC-A centre range (fraction of range; lymphocytes 0.075, monocytes 0.22).",
+)
+@click.option(
+    "--blast-share",
+    nargs=2,
+    type=float,
+    default=None,
+    metavar="LO HI",
+    help="Baseline blast share of leukocytes, uniform per patient (e.g. 0.005 0.9).",
+)
+@click.option(
+    "--scatter-gain",
+    nargs=2,
+    type=float,
+    default=None,
+    metavar="LO HI",
+    help="Scatter gain range (FSC and SSC scaled, e.g. 0.7 1.4).",
+)
+@click.option(
+    "--scatter-gain-level",
+    type=click.Choice(["run", "patient", "file"]),
+    default=None,
+    help="Draw the scatter gain once per run, patient or file.",
+)
+@click.option(
+    "--cd45-channel",
+    type=click.Choice(["FITC-A", "PE-A", "PerCP-Cy5-5-A", "PE-Cy7-A", "APC-A", "BV421-A"]),
+    default=None,
+    help="Detector of CD45 (default PerCP-Cy5-5-A); the marker there moves.",
+)
+@click.option(
+    "--cd45-negative-blast-patients",
+    type=click.IntRange(0, 1000),
+    default=None,
+    help="Patients whose blasts are CD45-negative (default 0, or 1 with --hard).",
+)
 @_user_errors
-def simulate(outdir: Path, patients: int, events_per_file: int, seed: int) -> None:
+def simulate(
+    outdir: Path,
+    patients: int,
+    events_per_file: int,
+    seed: int,
+    hard: bool,
+    blast_cd45: tuple[float, float] | None,
+    blast_ssc: tuple[float, float] | None,
+    blast_share: tuple[float, float] | None,
+    scatter_gain: tuple[float, float] | None,
+    scatter_gain_level: str | None,
+    cd45_channel: str | None,
+    cd45_negative_blast_patients: int | None,
+) -> None:
     """Write a SIMULATED mobilisation study (FCS 3.1 files, manifest, ground truth)."""
-    from cytogate.simulate import StudyConfig, simulate_study
+    import dataclasses
+    import warnings
 
-    # one patient whose blasts sit outside the fixed blast gate, unless there is only one
-    config = StudyConfig(
-        n_patients=patients,
-        events_per_file=events_per_file,
-        seed=seed,
-        atypical_patients=min(1, patients - 1),
-    )
-    truth = simulate_study(outdir, config)
+    from cytogate.simulate import StudyConfig, cd45_on_channel, hard_config, simulate_study
+
+    for name, pair in (
+        ("--blast-cd45", blast_cd45),
+        ("--blast-ssc", blast_ssc),
+        ("--blast-share", blast_share),
+        ("--scatter-gain", scatter_gain),
+    ):
+        if pair is not None and not pair[0] <= pair[1]:
+            raise click.BadParameter(
+                f"LO must not exceed HI (got {pair[0]} {pair[1]})", param_hint=name
+            )
+    if hard:
+        config = hard_config(patients, events_per_file, seed)
+    else:
+        # one patient whose blasts sit outside the fixed blast gate, unless there is only one
+        config = StudyConfig(
+            n_patients=patients,
+            events_per_file=events_per_file,
+            seed=seed,
+            atypical_patients=min(1, patients - 1),
+        )
+    geometry = {
+        k: v
+        for k, v in (
+            ("blast_cd45_range", blast_cd45),
+            ("blast_ssc_range", blast_ssc),
+            ("scatter_gain_range", scatter_gain),
+            ("scatter_gain_level", scatter_gain_level),
+        )
+        if v is not None
+    }
+    if geometry:
+        config = dataclasses.replace(
+            config, geometry=dataclasses.replace(config.geometry, **geometry)
+        )
+    if blast_share is not None:
+        config = dataclasses.replace(
+            config,
+            composition=dataclasses.replace(config.composition, blast_share_range=blast_share),
+        )
+    if cd45_negative_blast_patients is not None:
+        config = dataclasses.replace(
+            config,
+            cd45_negative_blast_patients=cd45_negative_blast_patients,
+            atypical_patients=min(
+                config.atypical_patients, patients - cd45_negative_blast_patients
+            ),
+        )
+    if cd45_channel:
+        config = cd45_on_channel(config, cd45_channel)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        truth = simulate_study(outdir, config)
+    capped = [w for w in caught if "capped" in str(w.message)]
+    for w in caught:
+        if w not in capped:
+            click.echo(f"warning: {w.message}", err=True)
+    if capped:
+        click.echo(
+            f"note: planted blast share capped at {config.composition.blast_share_cap:g} for "
+            f"{len(capped)} patient-timepoint(s) (see ground_truth/planted_effects.csv)",
+            err=True,
+        )
+    kinds = ", ".join(f"{p.patient} {p.kind}" for p in truth.patients if p.kind != "typical")
     click.echo(
         f"wrote {len(truth.files)} SIMULATED FCS files, manifest.csv and ground_truth/ to {outdir}"
+        + (f" ({kinds})" if kinds else "")
     )
 
 

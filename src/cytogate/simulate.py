@@ -67,6 +67,8 @@ __all__ = [
     "SimulationError",
     "StudyConfig",
     "StudyTruth",
+    "cd45_on_channel",
+    "hard_config",
     "make_patients",
     "read_labels",
     "simulate_sample",
@@ -485,6 +487,73 @@ class StudyConfig:
         """Patient identifiers, zero-padded so they sort: P01…P06 (P001… from 100 patients)."""
         width = max(2, len(str(self.n_patients)))
         return [f"{self.patient_prefix}{i + 1:0{width}d}" for i in range(self.n_patients)]
+
+
+#: The ``cytogate simulate --hard`` preset: what a fixed blast gate cannot follow. Blasts
+#: anywhere from just above the CD45-negative cells (CD45 0.25) to just below the monocytes
+#: (CD45 0.72, SSC 0.22), blast share 0.5-90 % of leukocytes, scatter gain 0.7-1.4 per patient,
+#: and one patient whose blasts are CD45-negative (flagged, not gated, by a CD45/SSC template).
+HARD_BLAST_CD45: tuple[float, float] = (0.38, 0.66)
+HARD_BLAST_SSC: tuple[float, float] = (0.05, 0.20)
+HARD_BLAST_SHARE: tuple[float, float] = (0.005, 0.90)
+HARD_SCATTER_GAIN: tuple[float, float] = (0.7, 1.4)
+
+
+def hard_config(
+    n_patients: int = 6,
+    events_per_file: int = 6000,
+    seed: int = 42,
+    *,
+    blast_cd45: tuple[float, float] = HARD_BLAST_CD45,
+    blast_ssc: tuple[float, float] = HARD_BLAST_SSC,
+    blast_share: tuple[float, float] = HARD_BLAST_SHARE,
+    scatter_gain: tuple[float, float] = HARD_SCATTER_GAIN,
+    scatter_gain_level: Literal["run", "patient", "file"] = "patient",
+    cd45_negative_blast_patients: int | None = None,
+    atypical_patients: int = 0,
+    cd45_channel: str | None = None,
+) -> StudyConfig:
+    """A study under hard conditions (defaults: the ``--hard`` preset); ground truth as usual.
+
+    ``cd45_negative_blast_patients`` defaults to 1 when there are at least 2 patients.
+    ``cd45_channel`` puts CD45 on another detector (see :func:`cd45_on_channel`).
+    """
+    base = StudyConfig()
+    config = StudyConfig(
+        n_patients=n_patients,
+        events_per_file=events_per_file,
+        seed=seed,
+        atypical_patients=atypical_patients,
+        cd45_negative_blast_patients=(
+            min(1, n_patients - 1)
+            if cd45_negative_blast_patients is None
+            else cd45_negative_blast_patients
+        ),
+        geometry=dataclasses.replace(
+            base.geometry,
+            blast_cd45_range=blast_cd45,
+            blast_ssc_range=blast_ssc,
+            scatter_gain_range=scatter_gain,
+            scatter_gain_level=scatter_gain_level,
+        ),
+        composition=dataclasses.replace(base.composition, blast_share_range=blast_share),
+    )
+    return cd45_on_channel(config, cd45_channel) if cd45_channel else config
+
+
+def cd45_on_channel(config: StudyConfig, channel: str) -> StudyConfig:
+    """``config`` with CD45 measured on ``channel`` (the marker there moves to CD45's old one)."""
+    panel = dict(config.instrument.panel)
+    if channel not in FLUORESCENCE_CHANNELS:
+        raise SimulationError(
+            f"cd45 channel {channel!r} is not one of {', '.join(FLUORESCENCE_CHANNELS)}"
+        )
+    old = panel["CD45"]
+    other = next(m for m, ch in panel.items() if ch == channel)
+    panel[other], panel["CD45"] = old, channel
+    return dataclasses.replace(
+        config, instrument=dataclasses.replace(config.instrument, panel=panel)
+    )
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
