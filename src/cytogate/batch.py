@@ -2,9 +2,13 @@
 
 Per sample group (the stained tube and its matched control tube of one patient at one
 timepoint) a worker reads, gates and quantifies; the parent then builds the time course and the
-paired statistics from the small per-sample tables. A file that cannot be read or gated is
-recorded as failed with its reason and the rest go on (exit status 1); a bad manifest, config
-or template stops the run before any work (exit status 2, raised as a CytogateError).
+paired statistics from the small per-sample tables. When the template pins adaptive gates to
+the baseline (``pin: baseline``), a worker takes all of one patient's groups instead, baseline
+first, and reuses the baseline stained tube's fitted geometries for that patient's other files
+(patients still run in parallel; ``run.json`` records the pinned geometries). A file that
+cannot be read or gated is recorded as failed with its reason and the rest go on (exit status
+1); a bad manifest, config or template stops the run before any work (exit status 2, raised as
+a CytogateError).
 
 Outputs are written under temporary names and renamed, so a crash never leaves a half-written
 table under a final name; inputs are only ever opened for reading. Rows are sorted and no
@@ -18,7 +22,7 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -40,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
     from cytogate.gating.engine import GatingResult
+    from cytogate.gating.gates import Geometry
     from cytogate.gating.template import Template
 
 OutputFormat = Literal["csv", "parquet", "both"]
@@ -60,6 +65,8 @@ class BatchResult:
     run: dict[str, Any]
     out: Path | None = None
     written: list[Path] = field(default_factory=list)
+    #: patient -> {gate name -> geometry} reused from the baseline (templates with ``pin``)
+    pinned: dict[str, dict[str, Geometry]] = field(default_factory=dict)
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -76,12 +83,17 @@ class BatchResult:
 # --------------------------------------------------------------------------- per-group worker
 
 
-def _gate_file(row: DesignRow, template: Template, reference: dict[str, str] | None):
+def _gate_file(
+    row: DesignRow,
+    template: Template,
+    reference: dict[str, str] | None,
+    pinned: Mapping[str, Geometry] | None = None,
+):
     from cytogate.fcs import read_fcs
     from cytogate.gating.engine import gate
 
     sample = read_fcs(row.file)
-    return sample, gate(sample, template, reference=reference)
+    return sample, gate(sample, template, reference=reference, pinned=pinned)
 
 
 def _sample_record(row: DesignRow, config: RunConfig) -> dict[str, Any]:
@@ -103,9 +115,18 @@ def _sample_record(row: DesignRow, config: RunConfig) -> dict[str, Any]:
     }
 
 
-def process_group(group: SampleGroup, template: Template, config: RunConfig) -> dict[str, Any]:
+def process_group(
+    group: SampleGroup,
+    template: Template,
+    config: RunConfig,
+    pinned: Mapping[str, Geometry] | None = None,
+) -> dict[str, Any]:
     """Read, gate and quantify one patient × timepoint (stained tube + control tube).
 
+    ``pinned``: gate name -> geometry reused instead of fitting (see :func:`process_patient`);
+    ``{}`` means pins were asked for but none is available (such gates are fitted and flagged).
+    For a template with pinned gates and ``pinned=None`` (the baseline group), the stained
+    tube is fitted and its control tube reuses those fits; they are returned as ``out["pins"]``.
     Never raises for a bad file: the file's record says ``failed`` with the reason.
     """
     from cytogate.quantify import MarkerPlan, marker_rows, population_rows
@@ -113,13 +134,14 @@ def process_group(group: SampleGroup, template: Template, config: RunConfig) -> 
     out: dict[str, Any] = {"samples": [], "populations": [], "markers": [], "seconds": {}}
     results: dict[str, GatingResult | None] = {STAINED: None, config.control_tube: None}
     reference: dict[str, str] | None = None
+    pin_gates = {g.name for g in template.gates if g.pin}
     for row in (group.stained, group.control):  # stained first: the control resolves through it
         if row is None:
             continue
         record = _sample_record(row, config)
         start = time.perf_counter()
         try:
-            sample, result = _gate_file(row, template, reference)
+            sample, result = _gate_file(row, template, reference, pinned)
             record.update(
                 sha256=sample.sha256,
                 fcs_version=sample.version,
@@ -131,6 +153,9 @@ def process_group(group: SampleGroup, template: Template, config: RunConfig) -> 
             results[row.tube] = result
             if row.tube == STAINED:
                 reference = _marker_reference(result, config)
+                if pin_gates and pinned is None:  # baseline: the stained tube's fits are pins
+                    fits = result.fitted_geometries()
+                    pinned = out["pins"] = {g: fits[g] for g in pin_gates if g in fits}
             keys = {k: record[k] for k in SAMPLE_KEYS}
             out["populations"] += [
                 {**keys, **r} for r in population_rows(result, row.wbc_per_ul, row.beads_per_ul)
@@ -141,6 +166,8 @@ def process_group(group: SampleGroup, template: Template, config: RunConfig) -> 
             record["error"] = f"unexpected {type(exc).__name__}: {exc} (please report)"
         out["seconds"][row.file.name] = time.perf_counter() - start
         out["samples"].append(record)
+        if row.tube == STAINED and pin_gates and pinned is None:
+            pinned = out["pins"] = {}  # the baseline stained tube failed: nothing to pin
 
     stained = results[STAINED]
     if stained is not None and group.stained is not None:
@@ -152,6 +179,36 @@ def process_group(group: SampleGroup, template: Template, config: RunConfig) -> 
             c_keys = _keys(group.control)
             out["markers"] += [{**c_keys, **r} for r in c_rows]
     return out
+
+
+def process_patient(
+    groups: list[SampleGroup], template: Template, config: RunConfig
+) -> dict[str, Any]:
+    """All sample groups of one patient, baseline first, for templates with pinned gates.
+
+    The baseline stained tube's fits of the ``pin: baseline`` gates are reused for every other
+    file of the patient (its control tube included). Without a usable baseline stained tube
+    those gates are fitted per file and flagged. Returns the groups' outputs merged, with
+    ``pins`` = {patient: {gate: geometry}}.
+    """
+    baseline = [g for g in groups if g.timepoint == config.baseline]
+    others = [g for g in groups if g.timepoint != config.baseline]
+    merged: dict[str, Any] = {"samples": [], "populations": [], "markers": [], "seconds": {}}
+    pins: dict[str, Geometry] = {}
+    for group in baseline:
+        out = process_group(group, template, config, None)
+        pins = out.get("pins", {})
+        _merge_output(merged, out)
+    for group in others:
+        _merge_output(merged, process_group(group, template, config, pins))
+    merged["pins"] = {groups[0].patient: pins} if groups else {}
+    return merged
+
+
+def _merge_output(into: dict[str, Any], out: dict[str, Any]) -> None:
+    for key in ("samples", "populations", "markers"):
+        into[key] += out[key]
+    into["seconds"].update(out["seconds"])
 
 
 def _keys(row: DesignRow) -> dict[str, str]:
@@ -216,12 +273,20 @@ def run_batch(
     groups = design.groups(cfg)
     n_jobs = max(1, jobs or default_jobs())
 
+    if any(g.pin for g in tmpl.gates):  # one job per patient: the baseline's fits come first
+        by_patient: dict[str, list[SampleGroup]] = {}
+        for group in groups:
+            by_patient.setdefault(group.patient, []).append(group)
+        jobs_list: list[Any] = list(by_patient.values())
+        worker: Callable[..., dict[str, Any]] = process_patient
+    else:
+        jobs_list, worker = list(groups), process_group
     outputs = run_jobs(
-        process_group,
-        groups,
+        worker,
+        jobs_list,
         n_jobs,
         args=(tmpl, cfg),
-        on_done=(lambda i, res: progress(i, len(groups), res)) if progress else None,
+        on_done=(lambda i, res: progress(i, len(jobs_list), res)) if progress else None,
     )
     gated = time.perf_counter()
     result = _assemble(outputs, design, cfg)
@@ -235,6 +300,15 @@ def run_batch(
         n_jobs,
         {"gate_and_quantify_s": gated - started},
     )
+    pins = {p: g for o in outputs for p, g in o.get("pins", {}).items()}
+    result.pinned = pins
+    if pins:
+        from cytogate.gating.adaptive import geometry_to_dict
+
+        result.run["pinned_gates"] = {
+            patient: {name: geometry_to_dict(geo) for name, geo in fits.items()}
+            for patient, fits in sorted(pins.items())
+        }
     result.run["timings"]["total_s"] = time.perf_counter() - started
     if out is not None:
         result.out = Path(out)

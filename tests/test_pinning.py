@@ -1,0 +1,79 @@
+"""Pinned gates in `cytogate batch`: a patient's baseline fit reused for the patient's files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cytogate.batch import run_batch
+from cytogate.fcs import read_fcs
+from cytogate.gating.adaptive import geometry_to_dict
+from cytogate.gating.engine import gate
+from cytogate.gating.template import bundled_template_dir, parse_template
+
+RUN42 = Path(__file__).resolve().parents[1] / "sample_fcs" / "run42"
+
+
+def _pinned_template(tmp_path: Path) -> Path:
+    """The default template with its blast gate pinned to the baseline."""
+    text = (bundled_template_dir() / "aml_blasts_cd45_ssc.yaml").read_text()
+    text = text.replace("name: aml_blasts_cd45_ssc\n", "name: pinned_blasts\n")
+    text = text.replace(
+        "    description: CD45dim, SSC below the granulocytes",
+        "    pin: baseline\n    description: CD45dim, SSC below the granulocytes",
+    )
+    path = tmp_path / "pinned.yaml"
+    path.write_text(text)
+    assert parse_template(text, path).gates[-3].name == "blasts"  # parses, blasts pinned
+    return path
+
+
+def _run(tmp_path: Path, timepoints=("baseline", "day3", "6h")) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    manifest = pd.read_csv(RUN42 / "manifest.csv")
+    keep = manifest[
+        manifest["patient"].isin(["P02", "P04"]) & manifest["timepoint"].isin(timepoints)
+    ]
+    for name in keep["file"]:
+        shutil.copy(RUN42 / name, run / name)
+    keep.to_csv(run / "manifest.csv", index=False)
+    return run
+
+
+def test_baseline_fit_is_reused_for_the_patients_other_files(tmp_path):
+    template = _pinned_template(tmp_path)
+    run = _run(tmp_path)
+    serial = run_batch(run, template=template, jobs=1)
+    tmpl = parse_template(template.read_text(), template)
+    for patient in ("P02", "P04"):
+        baseline = gate(read_fcs(run / f"{patient}_baseline_stained.fcs"), tmpl)
+        fitted = baseline.gate_of("blasts").geometry
+        assert serial.pinned[patient]["blasts"] == fitted
+        assert serial.run["pinned_gates"][patient]["blasts"] == geometry_to_dict(fitted)
+        for name in (f"{patient}_day3_stained.fcs", f"{patient}_6h_isotype.fcs"):
+            pinned = gate(read_fcs(run / name), tmpl, pinned={"blasts": fitted})
+            assert pinned.gate_of("blasts").geometry == fitted
+            pops = serial.populations.set_index(["file", "population"])
+            assert pops.loc[(name, "blasts"), "count"] == pinned.count("blasts")
+            assert not pops.loc[(name, "blasts"), "qc_flag"]
+            free = gate(read_fcs(run / name), tmpl)  # fitted on its own: another polygon
+            assert free.gate_of("blasts").geometry != fitted
+    # a job per patient keeps the run parallel, and the tables do not depend on it
+    parallel = run_batch(run, template=template, jobs=2)
+    for table in ("samples", "populations", "markers", "timecourse", "stats"):
+        pd.testing.assert_frame_equal(getattr(serial, table), getattr(parallel, table))
+
+
+def test_without_a_baseline_the_pinned_gate_is_fitted_and_flagged(tmp_path):
+    template = _pinned_template(tmp_path)
+    run = _run(tmp_path, timepoints=("day3", "6h"))
+    result = run_batch(run, template=template, jobs=1)
+    blasts = result.populations[result.populations["population"] == "blasts"]
+    assert blasts["qc_flag"].all()
+    assert blasts["qc_reason"].str.contains("no baseline fit is available").all()
+    assert np.all(blasts["count"] > 0)
+    assert result.pinned == {"P02": {}, "P04": {}}
