@@ -77,6 +77,16 @@ def test_quantile_cut_is_exact():
     mid = result.gate_of("mid").geometry
     assert (mid.min[0], mid.max[0]) == tuple(np.quantile(x, [0.25, 0.75]))
     assert np.array_equal(result.mask("mid"), (x >= mid.min[0]) & (x < mid.max[0]))
+    # with two dims and an axis, the cut is on that axis and the other dim stays open
+    y = x[::-1].copy()
+    two = gate(
+        _sample(x, y),
+        _tmpl("  - {name: hi_y, kind: threshold, dims: [X, Y], axis: Y, method: quantile, q: 0.5}"),
+    )
+    assert two.gate_of("hi_y").geometry == Rectangle(
+        ("X", "Y"), (None, np.quantile(y, 0.5)), (None, None)
+    )
+    assert np.array_equal(two.mask("hi_y"), y >= np.quantile(y, 0.5))
 
 
 def test_n_mad_and_n_sd_cuts_are_exact():
@@ -141,6 +151,22 @@ def test_mixture_cut_when_the_low_peak_is_a_shoulder():
     assert abs(cut - bayes) < 0.02, (cut, bayes)
     assert g.diagnostics["method_used"] == "mixture" and g.diagnostics["fallback"]
     assert any("mixture cut used" in r for r in g.qc)
+
+
+def test_valley_choice_skips_cuts_that_keep_too_little():
+    # three peaks; the last valley would keep only the 1 % on top (saturated events, doublets)
+    rng = np.random.default_rng(12)
+    x = np.concatenate(
+        [rng.normal(0.2, 0.04, 9000), rng.normal(0.6, 0.05, 10800), rng.normal(0.95, 0.01, 200)]
+    )
+    gate_text = "  - {name: top, kind: threshold, dims: [X], method: valley, valley: last%s}\n"
+    last = gate(_sample(x), _tmpl(gate_text % ""))
+    assert last.gate_of("top").geometry.min[0] > 0.8  # the valley under the small top peak
+    kept = gate(_sample(x), _tmpl(gate_text % ", min_kept: 0.03"))
+    assert 0.35 < kept.gate_of("top").geometry.min[0] < 0.45
+    assert kept.gate_of("top").diagnostics["n_valleys"] == 2 and not kept.qc("top")
+    none = gate(_sample(x), _tmpl(gate_text % ", min_kept: 0.6, fallback: 0.5"))
+    assert "no plausible valley" in none.qc("top")[0] and none.gate_of("top").geometry.min == (0.5,)
 
 
 # --------------------------------------------------------------------------- clusters

@@ -14,7 +14,8 @@ Kinds (template ``kind:``):
   Gaussian mixture, BIC-chosen: the cut where the lowest — or highest — component stops being
   the most probable, as openCyto's flowClust 1-D gate), ``quantile``, or ``sd`` / ``mad``
   (centre ± n × spread of a reference population). Several methods may be listed: the first
-  that gives a plausible cut (``max_excluded``) wins, and a later one counts as a fallback.
+  that gives a plausible cut (``max_excluded``, ``min_kept``) wins, and a later one counts as
+  a fallback.
   → range / ratio polygon.
 * ``cluster`` — a Gaussian mixture (scikit-learn) on the gate's two dimensions, its number of
   components chosen by BIC within bounds, components sharing a density mode merged into
@@ -150,6 +151,7 @@ class ThresholdGate:
     method: tuple[str, ...]  # tried in order: valley, mixture, quantile, sd, mad
     keep: Literal["above", "below", "between"] = "above"
     ratio: bool = False  # threshold dims[1] / dims[0] (2 dims) instead of dims[0]
+    axis: int = 0  # without ratio: the dim the cut is on (the others stay unbounded)
     search: tuple[float, float] | None = None  # valley: where the valley may lie
     valley: Literal["first", "last", "deepest"] = "deepest"
     bandwidth: float | None = None  # valley: smoothing (scaled units); None = range / 80
@@ -158,6 +160,7 @@ class ThresholdGate:
     significance: float = 3.0  # valley: depth in SDs of counting noise (small files are noisy)
     components: tuple[int, int] = (2, 5)  # mixture: BIC chooses k within these bounds
     max_excluded: float | None = None  # a cut dropping more of the parent than this is rejected
+    min_kept: float | None = None  # a cut keeping less of the parent than this is rejected
     q: tuple[float, ...] = ()  # quantile: one (above/below) or two (between)
     n: float = 3.0  # sd/mad: how many spreads from the centre
     of: str | None = None  # sd/mad/quantile: reference population (default: the parent)
@@ -308,7 +311,7 @@ def _spread(values: np.ndarray, kind: str) -> float:
 
 
 def fit_threshold(spec: ThresholdGate, points: np.ndarray, ctx: FitContext, parent: str) -> Fit:
-    x = _ratio(points) if spec.ratio else points[:, 0]
+    x = _ratio(points) if spec.ratio else points[:, spec.axis]
     x = subsample(x[np.isfinite(x)], spec.subsample, spec.seed)
     diag: dict[str, Any] = {"method": "/".join(spec.method), "n_fit": int(x.size)}
     qc: list[str] = []
@@ -349,21 +352,25 @@ def fit_threshold(spec: ThresholdGate, points: np.ndarray, ctx: FitContext, pare
     return Fit(_threshold_geometry(spec, cuts, points), diag, qc)
 
 
+def _implausible(spec: ThresholdGate, dropped: float) -> str:
+    """Why a cut dropping this share of the parent's events is implausible ('' if it is not)."""
+    if spec.max_excluded is not None and dropped > spec.max_excluded:
+        return f"would drop {100 * dropped:.0f}% of events (> {100 * spec.max_excluded:g}%)"
+    if spec.min_kept is not None and 1 - dropped < spec.min_kept:
+        return f"would keep {100 * (1 - dropped):.1f}% of events (< {100 * spec.min_kept:g}%)"
+    return ""
+
+
 def _check_plausible(spec: ThresholdGate, x: np.ndarray, cuts: tuple[float, ...]) -> None:
-    if spec.max_excluded is None:
-        return
     if spec.keep == "above":
         dropped = float(np.mean(x < cuts[0]))
     elif spec.keep == "below":
         dropped = float(np.mean(x >= cuts[0]))
     else:
         dropped = float(np.mean((x < cuts[0]) | (x >= cuts[1])))
-    if dropped > spec.max_excluded:
-        cut = ", ".join(f"{c:.4g}" for c in cuts)
-        raise FitError(
-            f"cut at {cut} would drop {100 * dropped:.0f}% of events "
-            f"(> {100 * spec.max_excluded:g}%)"
-        )
+    why = _implausible(spec, dropped)
+    if why:
+        raise FitError(f"cut at {', '.join(f'{c:.4g}' for c in cuts)} {why}")
 
 
 def mixture_cut(x: np.ndarray, spec: ThresholdGate) -> tuple[float, dict[str, Any]]:
@@ -426,7 +433,7 @@ def _statistic_cuts(
             b = ctx.values(spec.of, spec.dims[1])
             ref = _ratio(np.column_stack([a, b]))
         else:
-            ref = ctx.values(spec.of, spec.dims[0])
+            ref = ctx.values(spec.of, spec.dims[spec.axis])
         ref = subsample(ref[np.isfinite(ref)], spec.subsample, spec.seed)
         if ref.size < 3:
             raise FitError(f"reference population '{spec.of}' has {ref.size} events")
@@ -451,8 +458,13 @@ def _threshold_geometry(
         lo = cuts[0]
     elif spec.keep == "below":
         hi = cuts[0]
-    if not spec.ratio:
-        return Rectangle((spec.dims[0],), (lo,), (hi,))
+    if not spec.ratio:  # a range, or a rectangle open along the other dims
+        n, j = len(spec.dims), spec.axis
+        return Rectangle(
+            tuple(spec.dims),
+            tuple(lo if k == j else None for k in range(n)),
+            tuple(hi if k == j else None for k in range(n)),
+        )
     # r_lo <= y / x < r_hi for x > 0: a wedge from the origin, reaching past every event
     reach = float(max(2.0, 2.0 * np.nanmax(np.abs(points)) if points.size else 2.0))
     steep = reach * (1.0 + max(abs(c) for c in cuts))
@@ -520,6 +532,14 @@ def valley(x: np.ndarray, spec: ThresholdGate) -> tuple[float, dict[str, Any]]:
     info["n_valleys"] = len(candidates)
     if not candidates:
         raise FitError(f"no valley in [{search[0]:g}, {search[1]:g}] (depth >= {spec.min_depth:g})")
+    # among the valleys, only cuts that keep a plausible share of the parent
+    dropped = {i: cum[i] if spec.keep == "above" else 1 - cum[i] for i, _, _ in candidates}
+    plausible = [c for c in candidates if not _implausible(spec, dropped[c[0]])]
+    if not plausible:
+        i = candidates[0][0]
+        why = _implausible(spec, dropped[i])
+        raise FitError(f"no plausible valley (the first, at {centres[i]:.4g}, {why})")
+    candidates = plausible
     if spec.valley == "first":
         i, depth, flank = candidates[0]
     elif spec.valley == "last":

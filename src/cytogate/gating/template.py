@@ -79,7 +79,7 @@ _GEOMETRY_FIELDS: dict[str, set[str]] = {
     "boolean": {"op", "of"},
     "threshold": _ADAPTIVE_COMMON
     | {"method", "keep", "ratio", "search", "valley", "bandwidth", "min_depth", "min_mass"}
-    | {"significance", "components", "max_excluded"}
+    | {"significance", "components", "max_excluded", "min_kept", "axis"}
     | {"q", "n", "of", "fallback"},
     "cluster": {"dims", "mixture", "select", "distance", "shape", "grid", "fallback"},
     "relative": {"dims", "min", "max"},
@@ -536,7 +536,15 @@ def _parse_threshold(spec: dict[str, Any], where: str) -> ThresholdGate:
     ratio = spec.get("ratio", False)
     if not isinstance(ratio, bool):
         raise TemplateError(f"{where}: field 'ratio': true or false")
-    dims = _dims(spec, where, 2 if ratio else 1)
+    dims = _dims(spec, where, 2 if ratio else None)
+    axis = spec.get("axis", dims[0])
+    if ratio and "axis" in spec:
+        raise TemplateError(f"{where}: field 'axis': a ratio uses both dims")
+    if not ratio and ((len(dims) > 1 and "axis" not in spec) or axis not in dims):
+        raise TemplateError(
+            f"{where}: field 'axis': the dimension of the cut, one of {list(dims)} (needed with "
+            "more than one dim; the others stay unbounded)"
+        )
     methods = spec.get("method")
     methods = [methods] if isinstance(methods, str) else methods
     if (
@@ -600,8 +608,9 @@ def _parse_threshold(spec: dict[str, Any], where: str) -> ThresholdGate:
         ):
             raise TemplateError(f"{where}: field 'components': [min, max], 2 <= min <= max <= 8")
         kwargs["components"] = (comps[0], comps[1])
-    if "max_excluded" in spec:
-        kwargs["max_excluded"] = _fraction(spec["max_excluded"], where, "max_excluded")
+    for name in ("max_excluded", "min_kept"):
+        if name in spec:
+            kwargs[name] = _fraction(spec[name], where, name)
     if "of" in spec:
         if not {"quantile", "sd", "mad"} & set(methods):
             raise TemplateError(
@@ -618,6 +627,7 @@ def _parse_threshold(spec: dict[str, Any], where: str) -> ThresholdGate:
         kwargs["fallback"] = tuple(_number(v, where, "fallback") for v in fbs)
     return ThresholdGate(
         dims=dims,
+        axis=0 if ratio else dims.index(axis),
         method=tuple(methods),
         keep=keep,  # type: ignore[arg-type]
         ratio=ratio,
