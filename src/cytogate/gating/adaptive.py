@@ -53,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
 ADAPTIVE_KINDS = ("threshold", "cluster", "relative")
 THRESHOLD_METHODS = ("valley", "mixture", "quantile", "sd", "mad")
 MAD_TO_SD = 1.482602218505602  # MAD of a normal distribution × this = its SD
+STAT_SAMPLE = 50_000  # reference-population statistics use at most this many events
 
 
 class FitError(Exception):
@@ -88,7 +89,8 @@ class Bound:
             return self.value
         dim = self.dim or default_dim
         values = ctx.values(self.of, dim)
-        values = values[np.isfinite(values)]
+        # statistics of at most 50,000 events (seeded): exact below, precise enough above
+        values = subsample(values[np.isfinite(values)], STAT_SAMPLE, 0)
         if values.size < 3:
             raise FitError(f"reference population '{self.of}' has {values.size} events")
         if self.stat == "quantile":
