@@ -8,7 +8,7 @@ What is timed (median of ``--repeats`` runs; the order of the tools alternates b
 the file is in the page cache for all of them, so this measures CPU work, not the disk):
 
 * floor    ``numpy.fromfile`` of the DATA segment (offsets from the file's TEXT);
-* cytogate ``read_fcs`` (read), then ``cytogate.gate`` with the default template (gate =
+* cytogate ``read_fcs`` (read), then ``cytogate.gate`` with ``--template`` (default: the fixed-gate template) (gate =
   compensate with the file's spillover + scale + evaluate every gate);
 * FlowKit  ``flowkit.Sample(path)`` (read), then ``GatingStrategy.gate_sample`` (gate) with the
   strategy :mod:`cytogate.gating.flowkit_bridge` builds for the same template and file (built
@@ -77,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="simulator seed (default: config)")
     parser.add_argument("--keep", type=Path, default=None, help="write the file here, keep it")
     parser.add_argument(
+        "--template",
+        default="aml_blasts_cd45_ssc_fixed",
+        help="template to time (default: the fixed-gate one, which FlowKit can apply as it is; "
+        "with an adaptive template cytogate's time includes fitting and FlowKit applies the "
+        "fitted gates)",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="also cProfile one cytogate read + gate"
     )
     args = parser.parse_args(argv)
@@ -89,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     from cytogate.gating.template import load_template
     from cytogate.simulate import StudyConfig, write_benchmark_file
 
-    template = load_template("aml_blasts_cd45_ssc")
+    template = load_template(args.template)
     config = StudyConfig() if args.seed is None else StudyConfig(seed=args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
