@@ -8,8 +8,8 @@ What is timed (median of ``--repeats`` runs; the order of the tools alternates b
 the file is in the page cache for all of them, so this measures CPU work, not the disk):
 
 * floor    ``numpy.fromfile`` of the DATA segment (offsets from the file's TEXT);
-* cytogate ``read_fcs`` (read), then ``cytogate.gate`` with ``--template`` (default: the fixed-gate template) (gate =
-  compensate with the file's spillover + scale + evaluate every gate);
+* cytogate ``read_fcs`` (read), then ``cytogate.gate`` with ``--template`` (default: the
+  fixed-gate template) (gate = compensate with the file's spillover + scale + evaluate every gate);
 * FlowKit  ``flowkit.Sample(path)`` (read), then ``GatingStrategy.gate_sample`` (gate) with the
   strategy :mod:`cytogate.gating.flowkit_bridge` builds for the same template and file (built
   once, outside the timing, as a FlowKit user would load a GatingML file once).
