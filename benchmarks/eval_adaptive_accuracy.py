@@ -146,13 +146,14 @@ def evaluate_file(job: tuple[str, Any, str, int, int]) -> dict[str, Any]:
         start = time.perf_counter()
         try:
             result = gate(sample, template)
-        except CytogateError as exc:
+        except Exception as exc:  # a template that cannot gate the file (or a bug): recorded
+            kind = "error" if isinstance(exc, CytogateError) else "UNEXPECTED"
             row.update(
                 {
                     f"{label}_f1": 0.0,
                     f"{label}_err": -1.0,
                     f"{label}_flag": True,
-                    f"{label}_reason": f"error: {exc}",
+                    f"{label}_reason": f"{kind} {type(exc).__name__}: {exc}",
                 }
             )
             continue
@@ -267,6 +268,12 @@ def main() -> int:
     print(f"done in {time.perf_counter() - start:.0f} s")
     for label in TEMPLATES:
         summarise(table, label)
+    for label in TEMPLATES:
+        unexpected = table[table[f"{label}_reason"].astype(str).str.startswith("UNEXPECTED")]
+        if len(unexpected):
+            print(f"\n{label}: {len(unexpected)} files raised an unexpected error:")
+            for r in unexpected.itertuples():
+                print(f"  {r.condition}/{r.file}: {getattr(r, f'{label}_reason')}")
     if args.list_flags:
         print("\nflagged files (adaptive):")
         for r in table[table["adaptive_flag"]].itertuples():

@@ -183,8 +183,8 @@ class MixtureSpec:
     components: tuple[int, int] = (2, 6)  # BIC chooses k within these bounds
     subsample: int = 5000
     seed: int = 0
-    # "modes": components climbing to the same density mode form a cluster; a number: merge
-    # components whose Bhattacharyya coefficient exceeds it
+    # "modes": components climbing to the same mode of the (equally weighted) mixture form a
+    # cluster; a number: merge components whose Bhattacharyya coefficient exceeds it
     merge: float | str = "modes"
     max_iter: int = 100
     init: Literal["peaks", "kmeans++"] = "peaks"  # EM start: density peaks, or k-means++

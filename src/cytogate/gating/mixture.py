@@ -15,9 +15,11 @@ Steps, per file (see :class:`~cytogate.gating.adaptive.ClusterGate` for the temp
    (the engine memoises it), so a CD45/SSC template fits once per file, not per population.
 2. Merge components into *clusters*: a skewed population (side scatter is right-skewed) is
    often fitted by two or three overlapping Gaussians. By default (``merge: modes``)
-   components whose means climb to the same mode of the mixture density form one cluster, so
-   a population is one peak, however many Gaussians it took; ``merge: 0.4`` instead joins
-   components whose Bhattacharyya coefficient exceeds 0.4.
+   components whose means climb to the same mode of the mixture density, with the components
+   weighted equally, form one cluster: a population is one peak however many Gaussians it
+   took, and a 3 % population beside a 90 % one is not absorbed for being small (with the
+   real weights it would be a mere shoulder). ``merge: 0.4`` instead joins components whose
+   Bhattacharyya coefficient exceeds 0.4.
 3. Select clusters by the template's rules, applied in order to the candidate clusters:
    ``exclude: [pops]`` (clusters other gates on this mixture chose), ``where: {DIM: {below:
    BOUND}}`` (cluster mean vs a number or a statistic of another population), ``min_weight``,
@@ -54,6 +56,7 @@ from cytogate.gating.gates import Ellipse, Geometry, Polygon
 _REG_COVAR = 1e-4  # in standardised units: ~1 % of an IQR-sized SD
 _MIN_SELECT = 500  # below 4 x this, k is chosen on the whole subsample
 _SELECT_TOL = 3e-3  # EM tolerance while choosing k (the chosen model is refined to 1e-3)
+_MIN_WEIGHT = 1e-9  # components lighter than this (after re-weighing) are dropped
 _PRESAMPLE = 20  # the fit looks at most 20 x `subsample` events (uniform, seeded)
 _PEAK_SEPARATION = 0.6  # EM starts at density peaks at least this far apart (IQR units)
 _GRID_MARGIN = 0.05
@@ -214,10 +217,14 @@ def fit_mixture(points: np.ndarray, spec: MixtureSpec) -> Mixture:
     if spec.balance:  # the balanced sample over-represents small populations: re-weigh
         uniform = subsample(unsaturated, spec.subsample, spec.seed + 1)
         weights = _weights_on(uniform, means, covs, weights)
+    # a component no event is drawn to carries nothing (and log 0 would poison what follows)
+    alive = weights > _MIN_WEIGHT
+    weights, means, covs = weights[alive] / weights[alive].sum(), means[alive], covs[alive]
     order = np.lexsort((means[:, 1], means[:, 0]))  # stable component numbering
     weights, means, covs = weights[order], means[order], covs[order]
     if spec.merge == "modes":
-        clusters = _merge_by_modes(weights, means, covs)
+        # equal weights: a small population next to a large one keeps its own peak
+        clusters = _merge_by_modes(np.full(weights.size, 1.0 / weights.size), means, covs)
     else:
         clusters = _merge(means, covs, float(spec.merge))
     span = np.where(hi > lo, hi - lo, 1.0)
