@@ -329,3 +329,15 @@ def test_parquet_output(tmp_path):
     assert {p.name for p in result.written} >= {"stats.parquet", "markers.parquet", "run.json"}
     back = pd.read_parquet(tmp_path / "o" / "markers.parquet")
     assert len(back) == len(result.markers)
+
+
+def test_outputs_honour_the_umask(tmp_path):
+    import os
+
+    run = _small_run(tmp_path, patients=("P02",), timepoints=("baseline",))
+    old = os.umask(0o022)
+    try:
+        result = run_batch(run, jobs=1, out=tmp_path / "o")
+    finally:
+        os.umask(old)
+    assert {p.stat().st_mode & 0o777 for p in result.written} == {0o644}

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from cytogate import __version__
+from cytogate.atomic import atomic_write
 from cytogate.design import (
     STAINED,
     Design,
@@ -507,11 +507,13 @@ def write_outputs(
     for name, table in result.tables().items():
         if output_format in ("csv", "both"):
             written.append(
-                _atomic(out / f"{name}.csv", lambda p, t=table: t.to_csv(p, index=False))
+                atomic_write(out / f"{name}.csv", lambda p, t=table: t.to_csv(p, index=False))
             )
         if output_format in ("parquet", "both"):
             written.append(
-                _atomic(out / f"{name}.parquet", lambda p, t=table: t.to_parquet(p, index=False))
+                atomic_write(
+                    out / f"{name}.parquet", lambda p, t=table: t.to_parquet(p, index=False)
+                )
             )
     written.append(write_run_json(result, out))
     return written
@@ -519,22 +521,9 @@ def write_outputs(
 
 def write_run_json(result: BatchResult, out: Path) -> Path:
     """(Re)write ``out/run.json`` from ``result.run``, atomically."""
-    return _atomic(
+    return atomic_write(
         out / "run.json",
         lambda p: Path(p).write_text(
             json.dumps(result.run, indent=2, default=str) + "\n", encoding="utf-8"
         ),
     )
-
-
-def _atomic(final: Path, write: Callable[[str], Any]) -> Path:
-    """Write via a temporary file in the same folder, then rename over ``final``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return final

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from cytogate.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -126,29 +127,6 @@ def _build_text(pairs: list[tuple[str, str]]) -> bytes:
         parts.append(_escape(value, f"value of {key}"))
         parts.append(DELIMITER)
     return "".join(parts).encode("utf-8")
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], chunks: Sequence[bytes]) -> Path:
-    """Write ``chunks`` to ``path`` via a temporary file in the same folder and ``os.replace``.
-
-    Readers see the old file or the complete new one, never a partial file, and a crash leaves at
-    most a hidden ``.*.tmp`` file. The temporary file is created with mode 0o666 so the umask
-    applies as for any new file (``tempfile`` would make it 0o600).
-    """
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
 
 
 def write_fcs(

@@ -29,14 +29,14 @@ import itertools
 import math
 import os
 import re
-import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cytogate.atomic import atomic_write
 from cytogate.errors import CytogateError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -133,17 +133,8 @@ def _thumbnail(image, width: int):
     return image.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=2.0)
 
 
-def _atomic(final: Path, write) -> Path:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=final.suffix, dir=final.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return final
+def _atomic(final: Path, write: Callable[[str], object]) -> Path:
+    return atomic_write(final, write, make_parents=True)
 
 
 def _header(
