@@ -77,3 +77,26 @@ def test_without_a_baseline_the_pinned_gate_is_fitted_and_flagged(tmp_path):
     assert blasts["qc_reason"].str.contains("no baseline fit is available").all()
     assert np.all(blasts["count"] > 0)
     assert result.pinned == {"P02": {}, "P04": {}}
+
+
+def test_plots_of_a_pinned_run_show_the_pinned_gate(tmp_path):
+    from cytogate.design import RunConfig, read_design
+    from cytogate.plots import plot_group
+
+    template = _pinned_template(tmp_path)
+    run = _run(tmp_path, timepoints=("baseline", "day3"))
+    result = run_batch(run, template=template, jobs=1)
+    tmpl = parse_template(template.read_text(), template)
+    group = next(
+        g
+        for g in read_design(run, RunConfig()).groups(RunConfig())
+        if g.patient == "P02" and g.timepoint == "day3"
+    )
+    out = plot_group(group, tmpl, RunConfig(), str(tmp_path / "plots"), "png", 60, result.pinned)
+    stained = next(e for e in out["entries"] if e.get("tube") == "stained" and "counts" in e)
+    table = result.populations.set_index(["file", "population"])
+    count = table.loc[("P02_day3_stained.fcs", "blasts"), "count"]
+    assert stained["counts"]["blasts"][0] == count
+    unpinned = plot_group(group, tmpl, RunConfig(), str(tmp_path / "plots2"), "png", 60)
+    free = next(e for e in unpinned["entries"] if e.get("tube") == "stained" and "counts" in e)
+    assert free["counts"]["blasts"][0] != count  # the test can tell the difference

@@ -1295,12 +1295,15 @@ def plot_group(
     plots_dir: str,
     fmt: str = "png",
     dpi: int = DPI,
+    pinned: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Worker: gate plots of one sample group's stained and control tubes and its marker plot.
 
     Re-reads and re-gates the files (a few ms each) so that only file names travel between
-    processes. Never raises for a bad file: its entry carries the error. Paths in the entries
-    are relative to ``plots_dir``'s parent (the output folder), as the report links them.
+    processes. ``pinned`` (patient -> gate -> geometry, ``BatchResult.pinned``) makes the
+    re-gating reuse the geometries the tables were computed with, for ``pin: baseline`` gates.
+    Never raises for a bad file: its entry carries the error. Paths in the entries are relative
+    to ``plots_dir``'s parent (the output folder), as the report links them.
     """
     import time
 
@@ -1318,7 +1321,8 @@ def plot_group(
             continue
         entry = _entry("gates", row.file.name, group, row.tube)
         try:
-            sample, result = _gate_file(row, template, reference)
+            pins = (pinned or {}).get(group.patient) or None
+            sample, result = _gate_file(row, template, reference, pins)
             if row.tube == STAINED:
                 reference = _marker_reference(result, config)
             results[row.tube] = result

@@ -66,7 +66,7 @@ def write_plots_and_report(
         plot_group,
         list(groups),
         max(1, jobs),
-        args=(template, config, str(plots_dir), fmt, dpi),
+        args=(template, config, str(plots_dir), fmt, dpi, getattr(result, "pinned", None)),
         on_done=(lambda i, _res: progress(i, len(groups))) if progress else None,
     )
     samples_done = time.perf_counter()
