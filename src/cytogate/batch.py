@@ -96,7 +96,8 @@ def _gate_file(
     return sample, gate(sample, template, reference=reference, pinned=pinned)
 
 
-def _sample_record(row: DesignRow, config: RunConfig) -> dict[str, Any]:
+def _sample_record(row: DesignRow) -> dict[str, Any]:
+    """The samples.csv row of a file before it is read: failed until proven otherwise."""
     return {
         "file": row.file.name,
         "sha256": "",
@@ -138,7 +139,7 @@ def process_group(
     for row in (group.stained, group.control):  # stained first: the control resolves through it
         if row is None:
             continue
-        record = _sample_record(row, config)
+        record = _sample_record(row)
         start = time.perf_counter()
         try:
             sample, result = _gate_file(row, template, reference, pinned)
