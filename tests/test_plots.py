@@ -445,3 +445,25 @@ def test_plot_command(tmp_path):
     assert res.stderr.strip().count("\n") == 0 and "must end in .png, .svg, .pdf" in res.stderr
     res = CliRunner().invoke(cli, ["plot", str(tmp_path / "missing.fcs")])
     assert res.exit_code == 2 and res.stderr.startswith("cytogate: error:")
+
+
+def test_a_label_placed_away_from_its_gate_gets_a_leader_line_to_that_gate():
+    import numpy as np
+
+    import cytogate
+    from cytogate.plots import gate_figure
+
+    run42 = Path(__file__).resolve().parents[1] / "sample_fcs" / "run42"
+    result = cytogate.gate(cytogate.read_fcs(run42 / "P01_baseline_stained.fcs"))
+    fig = gate_figure(result)
+    fig.canvas.draw()
+    leaders = [
+        (ax, ln) for ax in fig.axes for ln in ax.lines if (ln.get_gid() or "") == "leader:blasts"
+    ]
+    assert len(leaders) == 1  # P01's crowded CD45/SSC panel pushes the blasts label away
+    ax, leader = leaders[0]
+    gate_line = next(ln for ln in ax.lines if ln.get_gid() == "gate:blasts")
+    end_display = ax.transAxes.transform(np.column_stack(leader.get_data())[1])
+    outline_display = ax.transData.transform(np.column_stack(gate_line.get_data()))
+    gap = np.min(np.hypot(*(outline_display - end_display).T))
+    assert gap < 6  # pixels: the line ends on the blast gate's outline

@@ -783,7 +783,36 @@ def _place_labels(fig: Figure, axes_list: list[Axes]) -> None:
             artist.set_va(va)
             if box is not None:
                 placed.append(box)
+                if g.name in shapes and _distance(box, gate_box, ax_box) > _LEADER_ABOVE:
+                    _leader_line(ax, pop, box, shapes[g.name][0])
         del ax._cytogate_label_specs  # type: ignore[attr-defined]
+
+
+#: A label further than this (fraction of the axes) from its gate gets a leader line.
+_LEADER_ABOVE = 0.05
+
+
+def _leader_line(ax: Axes, pop: str, box: Any, edge: np.ndarray) -> None:
+    """A thin line from a displaced label to the nearest point of its gate's outline.
+
+    In a crowded panel the only free spot for a label may be far from its gate; without a line
+    a reader could take it for another population's label.
+    """
+    centre = np.array([(box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2])
+    target = edge[np.argmin(np.hypot(*(edge - centre).T))]
+    start = np.array([np.clip(target[0], box.x0, box.x1), np.clip(target[1], box.y0, box.y1)])
+    to_axes = ax.transAxes.inverted()
+    (x0, y0), (x1, y1) = to_axes.transform(start), to_axes.transform(target)
+    ax.plot(
+        [x0, x1],
+        [y0, y1],
+        transform=ax.transAxes,
+        color=GATE_COLOUR,
+        lw=0.6,
+        gid=f"leader:{pop}",
+        zorder=4,
+        clip_on=True,
+    )
 
 
 def _gate_box(ax: Axes, outline: np.ndarray):
