@@ -24,68 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-BLAST, LEUKOCYTES = 6, (3, 4, 5, 6)
-# tests/test_batch.py TOLERANCE (relative, on the fold change vs the oracle's)
-TOLERANCE = {
-    "blasts_per_ul": 0.03,
-    "leukocytes_per_ul": 1e-9,
-    "blasts_CXCR4_12G5_rmfi_median": 0.05,
-    "blasts_CXCR4_1D9_rmfi_median": 0.05,
-    "blasts_CD114_rmfi_median": 0.05,
-    "blasts_CD49f_rmfi_median": 0.05,
-    "blasts_Ki67_pct_positive": 0.10,
-}
 TEMPLATES = ("aml_blasts_cd45_ssc", "aml_blasts_cd45_ssc_fixed")
-
-
-def _compensated(path: Path) -> tuple[np.ndarray, list[str]]:
-    from cytogate.fcs import read_fcs
-
-    sample = read_fcs(path)
-    names = list(sample.channels["pnn"])
-    spill = sample.spillover
-    cols = [names.index(c) for c in spill.columns]
-    events = sample.events.copy()
-    events[:, cols] = np.linalg.solve(spill.to_numpy().T, events[:, cols].T).T
-    return events, names
-
-
-def oracle(run: Path, panel: dict[str, str]):
-    """Per patient x timepoint measures from the true labels (as tests/test_batch.py)."""
-    import pandas as pd
-
-    labels = np.load(run / "ground_truth" / "labels.npz")
-    manifest = pd.read_csv(run / "manifest.csv")
-    rows = []
-    for rec in manifest[manifest["tube"] == "stained"].itertuples():
-        iso = rec.file.replace("_stained", "_isotype")
-        s_ev, names = _compensated(run / rec.file)
-        i_ev, _ = _compensated(run / iso)
-        s_b, i_b = labels[rec.file] == BLAST, labels[iso] == BLAST
-        values = {
-            "blasts_per_ul": rec.wbc_per_ul
-            * s_b.sum()
-            / np.isin(labels[rec.file], LEUKOCYTES).sum(),
-            "leukocytes_per_ul": float(rec.wbc_per_ul),
-        }
-        for marker in ("CXCR4_12G5", "CXCR4_1D9", "CD114", "CD49f"):
-            j = names.index(panel[marker])
-            values[f"blasts_{marker}_rmfi_median"] = np.median(s_ev[s_b, j]) / np.median(
-                i_ev[i_b, j]
-            )
-        k = names.index(panel["Ki67"])
-        threshold = np.percentile(i_ev[i_b, k], 99)
-        values["blasts_Ki67_pct_positive"] = 100 * np.mean(s_ev[s_b, k] > threshold)
-        rows += [
-            {"patient": rec.patient, "timepoint": rec.timepoint, "measure": m, "value": v}
-            for m, v in values.items()
-        ]
-    table = pd.DataFrame(rows)
-    base = table[table["timepoint"] == "baseline"].set_index(["patient", "measure"])["value"]
-    table["fold_change"] = table["value"] / [
-        base[(p, m)] for p, m in zip(table["patient"], table["measure"], strict=True)
-    ]
-    return table
 
 
 def main() -> int:
@@ -98,6 +37,7 @@ def main() -> int:
 
     from cytogate.batch import run_batch
     from cytogate.simulate import hard_config, simulate_study
+    from cytogate.truth import RECOVERY_TOLERANCE, oracle_measures
 
     config = hard_config(args.patients, args.events, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,7 +60,7 @@ def main() -> int:
             .round(3)
             .to_string(index=False)
         )
-        expected = oracle(run, config.instrument.panel)
+        expected = oracle_measures(run, config.instrument.panel)
         for template in TEMPLATES:
             result = run_batch(run, template=template, jobs=args.jobs)
             merged = result.timecourse.merge(
@@ -133,7 +73,7 @@ def main() -> int:
             print(header)
             print("-" * len(header))
             ok = merged[~merged["patient"].isin(negative)]
-            for measure, tol in TOLERANCE.items():
+            for measure, tol in RECOVERY_TOLERANCE.items():
                 sub = ok[ok["measure"] == measure]
                 dev = sub["dev"].to_numpy()
                 within = np.mean(dev <= tol + 1e-12) if dev.size else float("nan")

@@ -1,8 +1,9 @@
 """`cytogate batch` end to end: planted effects recovered, failure modes, exit codes, determinism.
 
-The oracle for each measure is computed here from the simulator's per-event ground-truth labels
-(true blasts, true leukocytes) with our own compensation, independently of the gating engine,
-and the batch's per-patient fold changes must come within a stated tolerance of it.
+The oracle for each measure (cytogate.truth) is computed from the simulator's per-event
+ground-truth labels (true blasts, true leukocytes) with its own compensation, independently of
+the gating engine, and the batch's per-patient fold changes must come within
+RECOVERY_TOLERANCE of it.
 """
 
 from __future__ import annotations
@@ -19,15 +20,9 @@ from cytogate.batch import run_batch
 from cytogate.cli import cli
 from cytogate.fcs import read_fcs
 from cytogate.fcs_writer import write_fcs
+from cytogate.truth import BLAST, RECOVERY_TOLERANCE, oracle_measures
 
 RUN42 = Path(__file__).resolve().parents[1] / "sample_fcs" / "run42"
-BLAST, LEUKOCYTES = 6, (3, 4, 5, 6)
-MARKER_CHANNELS = {
-    "CXCR4_12G5": "PE-A",
-    "CXCR4_1D9": "APC-A",
-    "CD114": "FITC-A",
-    "CD49f": "PE-Cy7-A",
-}
 
 
 @pytest.fixture(scope="module")
@@ -41,73 +36,12 @@ def typical_patients():
     return sorted(table.loc[table["kind"] == "typical", "patient"])
 
 
-def _compensated(path: Path) -> tuple[np.ndarray, list[str]]:
-    sample = read_fcs(path)
-    names = list(sample.channels["pnn"])
-    spill = sample.spillover
-    cols = [names.index(c) for c in spill.columns]
-    events = sample.events.copy()
-    events[:, cols] = np.linalg.solve(spill.to_numpy().T, events[:, cols].T).T
-    return events, names
-
-
 @pytest.fixture(scope="module")
 def oracle():
-    """Per patient x timepoint measures computed from the true labels."""
-    labels = np.load(RUN42 / "ground_truth" / "labels.npz")
-    manifest = pd.read_csv(RUN42 / "manifest.csv")
-    rows = []
-    stained = manifest[manifest["tube"] == "stained"]
-    for rec in stained.itertuples():
-        iso_name = rec.file.replace("_stained", "_isotype")
-        s_events, names = _compensated(RUN42 / rec.file)
-        i_events, _ = _compensated(RUN42 / iso_name)
-        s_lab, i_lab = labels[rec.file], labels[iso_name]
-        s_blast, i_blast = s_lab == BLAST, i_lab == BLAST
-        values = {
-            "blasts_per_ul": rec.wbc_per_ul * s_blast.sum() / np.isin(s_lab, LEUKOCYTES).sum(),
-            "leukocytes_per_ul": float(rec.wbc_per_ul),
-        }
-        for marker, channel in MARKER_CHANNELS.items():
-            j = names.index(channel)
-            values[f"blasts_{marker}_rmfi_median"] = np.median(s_events[s_blast, j]) / np.median(
-                i_events[i_blast, j]
-            )
-        k = names.index("BV421-A")
-        threshold = np.percentile(i_events[i_blast, k], 99)
-        values["blasts_Ki67_pct_positive"] = 100 * np.mean(s_events[s_blast, k] > threshold)
-        for measure, value in values.items():
-            rows.append(
-                {
-                    "patient": rec.patient,
-                    "timepoint": rec.timepoint,
-                    "measure": measure,
-                    "value": value,
-                }
-            )
-    table = pd.DataFrame(rows)
-    base = table[table["timepoint"] == "baseline"].set_index(["patient", "measure"])["value"]
-    table["fold_change"] = table["value"] / [
-        base[(p, m)] for p, m in zip(table["patient"], table["measure"], strict=True)
-    ]
-    return table
+    return oracle_measures(RUN42)
 
 
-# Relative tolerance of the batch fold change against the oracle's, per measure. Counts and
-# medians move little when the gate differs from the truth by a few events; % positive of a
-# few hundred blasts moves more.
-TOLERANCE = {
-    "blasts_per_ul": 0.03,
-    "leukocytes_per_ul": 1e-9,
-    "blasts_CXCR4_12G5_rmfi_median": 0.05,
-    "blasts_CXCR4_1D9_rmfi_median": 0.05,
-    "blasts_CD114_rmfi_median": 0.05,
-    "blasts_CD49f_rmfi_median": 0.05,
-    "blasts_Ki67_pct_positive": 0.10,
-}
-
-
-@pytest.mark.parametrize("measure", list(TOLERANCE))
+@pytest.mark.parametrize("measure", list(RECOVERY_TOLERANCE))
 def test_fold_changes_match_the_ground_truth_oracle(study, oracle, typical_patients, measure):
     ours = study.timecourse[study.timecourse["measure"] == measure]
     theirs = oracle[oracle["measure"] == measure]
@@ -115,7 +49,10 @@ def test_fold_changes_match_the_ground_truth_oracle(study, oracle, typical_patie
     merged = merged[merged["patient"].isin(typical_patients)]
     assert len(merged) == len(typical_patients) * 6
     assert np.allclose(
-        merged["fold_change"], merged["fold_change_oracle"], rtol=TOLERANCE[measure], atol=0
+        merged["fold_change"],
+        merged["fold_change_oracle"],
+        rtol=RECOVERY_TOLERANCE[measure],
+        atol=0,
     )
 
 
