@@ -35,8 +35,8 @@ def _samples(events: int, files: int, seed: int) -> list[tuple[str, object]]:
     import tempfile
     from pathlib import Path
 
-    from cytogate.fcs import read_fcs
-    from cytogate.simulate import (
+    from cytogate.io.fcs import read_fcs
+    from cytogate.sim.simulate import (
         StudyConfig,
         _file_rng,
         hard_config,

@@ -113,7 +113,7 @@ def prepare_runs(workdir: Path, patients: int, events: int, seed: int | None) ->
     """Simulate the run into ``workdir/run`` (reused if made with the same parameters) and
     link its first ``SMALL_RUN`` files into ``workdir/run10``."""
     import cytogate
-    from cytogate.simulate import StudyConfig, simulate_study
+    from cytogate.sim.simulate import StudyConfig, simulate_study
 
     seeded = {} if seed is None else {"seed": seed}
     config = StudyConfig(n_patients=patients, events_per_file=events, **seeded)
@@ -170,9 +170,9 @@ def build_strategies(run: Path, rows: list[dict[str, str]], path: Path) -> tuple
     """
     import cytogate
     from cytogate import read_fcs
-    from cytogate.design import load_config
     from cytogate.gating.flowkit_bridge import to_flowkit_strategy
     from cytogate.gating.template import load_template
+    from cytogate.study.design import load_config
 
     template = load_template(load_config(run).template)  # the template the batch will use
     strategies: dict[str, Any] = {}

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     from cytogate import read_fcs
     from cytogate.gating.flowkit_bridge import flowkit_memberships, to_flowkit_strategy
     from cytogate.gating.template import load_template
-    from cytogate.simulate import StudyConfig, write_benchmark_file
+    from cytogate.sim.simulate import StudyConfig, write_benchmark_file
 
     template = load_template(args.template)
     config = StudyConfig() if args.seed is None else StudyConfig(seed=args.seed)

@@ -51,7 +51,7 @@ TEMPLATES = {"adaptive": "aml_blasts_cd45_ssc", "fixed": "aml_blasts_cd45_ssc_fi
 
 def conditions(patients: int, events: int, seed: int) -> dict[str, tuple[Any, str]]:
     """name -> (StudyConfig, file format)."""
-    from cytogate.simulate import StudyConfig, hard_config
+    from cytogate.sim.simulate import StudyConfig, hard_config
 
     def hard(offset: int = 0, **kw: Any) -> Any:
         return hard_config(patients, events, seed + offset, **kw)
@@ -107,9 +107,9 @@ def _file_jobs(name: str, config: Any, fmt: str) -> list[tuple[str, Any, str, in
 def evaluate_file(job: tuple[str, Any, str, int, int]) -> dict[str, Any]:
     """Simulate one stained file, write it, read it back, gate it with both templates."""
     from cytogate.errors import CytogateError
-    from cytogate.fcs import read_fcs
     from cytogate.gating.engine import gate
-    from cytogate.simulate import _file_rng, make_patients, simulate_sample, write_sample
+    from cytogate.io.fcs import read_fcs
+    from cytogate.sim.simulate import _file_rng, make_patients, simulate_sample, write_sample
 
     name, config, fmt, p, k = job
     with warnings.catch_warnings():

@@ -35,9 +35,9 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
 
-    from cytogate.batch import run_batch
-    from cytogate.simulate import hard_config, simulate_study
-    from cytogate.truth import RECOVERY_TOLERANCE, oracle_measures
+    from cytogate.sim.simulate import hard_config, simulate_study
+    from cytogate.sim.truth import RECOVERY_TOLERANCE, oracle_measures
+    from cytogate.study.batch import run_batch
 
     config = hard_config(args.patients, args.events, args.seed)
     with tempfile.TemporaryDirectory() as tmp:

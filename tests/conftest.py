@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cytogate.fcs import Sample
+from cytogate.io.fcs import Sample
 
 DATA = Path(__file__).parent / "data"
 

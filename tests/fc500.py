@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cytogate.simulate import SCATTER_RANGE, STAINED_NAMES, SimulatedSample
+from cytogate.sim.simulate import SCATTER_RANGE, STAINED_NAMES, SimulatedSample
 from tests.fcs_fixtures import build_fcs
 
 #: detector -> (simulated channel, marker); FC500 colours FITC, PE, ECD, PC5, PC7 (no BV421)

@@ -1,6 +1,6 @@
 """Craft FCS files byte by byte for the reader's tests.
 
-Deliberately independent of ``cytogate.fcs_writer`` and of the reader: the point is to produce
+Deliberately independent of ``cytogate.io.fcs_writer`` and of the reader: the point is to produce
 files whose every byte the test controls - FCS 2.0/3.0/3.1, $DATATYPE I (any whole-byte widths,
 mixed), F or D, either byte order, chosen $PnE/$PnG/$PnR, extra or missing keywords, escaped
 delimiters, empty values, supplemental TEXT, several data sets, zero HEADER offsets and the

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cytogate.analysis.quantify import population_rows
 from cytogate.errors import TemplateError
 from cytogate.gating.adaptive import MAD_TO_SD
 from cytogate.gating.engine import gate
 from cytogate.gating.gates import Polygon, Rectangle
 from cytogate.gating.template import parse_template
-from cytogate.quantify import population_rows
 from tests.conftest import make_sample
 
 HEAD = """
@@ -321,7 +321,7 @@ def test_fraction_rules_apply_to_fixed_gates_too():
 
 
 def test_same_input_gives_the_same_gates_to_the_last_vertex():
-    from cytogate.simulate import StudyConfig, make_patients, simulate_sample
+    from cytogate.sim.simulate import StudyConfig, make_patients, simulate_sample
 
     config = StudyConfig(n_patients=1, events_per_file=20000, seed=11)
     patient = make_patients(config)[0]
@@ -422,8 +422,8 @@ def test_default_template_gates_an_fc500_style_fcs2_file(tmp_path, pne_log):
     """FCS 2.0, FS Lin / SS Log / CD45 on FL3 ECD, 10-bit log channels, no FSC-H/W: the
     singlet gate is skipped (and says so), the log channels are read back to their channel
     fraction whether or not $PnE declares the log amplifier, and the blasts are found."""
-    from cytogate.fcs import read_fcs
-    from cytogate.simulate import StudyConfig, make_patients, simulate_sample
+    from cytogate.io.fcs import read_fcs
+    from cytogate.sim.simulate import StudyConfig, make_patients, simulate_sample
     from tests.fc500 import fc500_bytes
 
     config = StudyConfig(n_patients=2, events_per_file=20000, seed=5, atypical_patients=0)

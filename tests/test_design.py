@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from cytogate.design import RunConfig, load_config, read_design
 from cytogate.errors import DesignError
+from cytogate.study.design import RunConfig, load_config, read_design
 
 HEADER = "file,patient,timepoint,tube,wbc_per_ul,cohort\n"
 
@@ -138,7 +138,7 @@ def test_design_from_fcs_keywords_matches_the_manifest(tmp_path):
 
 
 def test_read_keywords_equals_read_fcs_keywords():
-    from cytogate.fcs import read_fcs, read_keywords
+    from cytogate.io.fcs import read_fcs, read_keywords
 
     corpus = Path(__file__).parent / "data" / "fcs_corpus"
     files = [

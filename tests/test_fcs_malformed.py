@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cytogate.errors import FCSError
-from cytogate.fcs import read_fcs
+from cytogate.io.fcs import read_fcs
 from tests.fcs_fixtures import build_fcs, build_multi, set_header_field, text_span
 
 VALUES = np.arange(24.0).reshape(8, 3)

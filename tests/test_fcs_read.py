@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cytogate.errors import FCSError
-from cytogate.fcs import Sample, read_fcs
+from cytogate.io.fcs import Sample, read_fcs
 from tests.fcs_fixtures import build_fcs, build_multi, set_header_field, text_span
 
 DATA = Path(__file__).parent / "data"

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cytogate.fcs import read_fcs
-from cytogate.fcs_writer import format_spillover, write_fcs
+from cytogate.io.fcs import read_fcs
+from cytogate.io.fcs_writer import format_spillover, write_fcs
 
 PNN = ["FSC-A", "SSC-A", "FITC-A", "PE-A", "Time"]
 

@@ -33,8 +33,6 @@ import pandas as pd
 import pytest
 
 from cytogate.errors import CytogateError
-from cytogate.fcs import read_fcs
-from cytogate.fcs_writer import write_fcs
 from cytogate.gating.engine import GatingResult, gate
 from cytogate.gating.flowkit_bridge import (
     FlowKitAgreementWarning,
@@ -43,6 +41,8 @@ from cytogate.gating.flowkit_bridge import (
     to_flowkit_strategy,
 )
 from cytogate.gating.template import parse_template
+from cytogate.io.fcs import read_fcs
+from cytogate.io.fcs_writer import write_fcs
 from tests.conftest import make_sample
 
 fk = pytest.importorskip("flowkit")
@@ -210,7 +210,7 @@ gates:
 @pytest.mark.parametrize("template", ["aml_blasts_cd45_ssc", "aml_blasts_cd45_ssc_fixed"])
 def test_default_template_on_a_simulated_file(tmp_path, template):
     from cytogate.gating.gates import Polygon
-    from cytogate.simulate import write_benchmark_file
+    from cytogate.sim.simulate import write_benchmark_file
 
     path = write_benchmark_file(tmp_path / "sim.fcs", n_events=30_000)
     result = gate(read_fcs(path), template)
@@ -241,7 +241,7 @@ def test_default_template_on_the_bundled_run(name, template):
 
 
 def test_width_variant_is_used_when_the_file_has_no_height(tmp_path):
-    from cytogate.simulate import write_benchmark_file
+    from cytogate.sim.simulate import write_benchmark_file
 
     sim = read_fcs(write_benchmark_file(tmp_path / "sim.fcs", n_events=20_000))
     events = sim.events
@@ -419,7 +419,7 @@ def test_rounding_differences_are_bounded():
     from flowutils.gating import points_in_ellipsoid
 
     from cytogate.gating.gates import Ellipse
-    from cytogate.transforms import Scale
+    from cytogate.model.transforms import Scale
 
     # arcsinh: ours asinh(x / c) vs FlowKit's fasinh with the bridge's T, M, A
     x = np.concatenate([-np.logspace(-3, 7, 5000), [0.0], np.logspace(-3, 7, 5000)])

@@ -5,7 +5,7 @@ import pytest
 
 from cytogate.errors import PanelError
 from cytogate.gating.template import load_template
-from cytogate.panel import resolve_panel
+from cytogate.model.panel import resolve_panel
 from tests.conftest import make_sample
 
 PANEL = load_template("aml_blasts_cd45_ssc").panel

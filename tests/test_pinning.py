@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cytogate.batch import run_batch
-from cytogate.fcs import read_fcs
 from cytogate.gating.adaptive import geometry_to_dict
 from cytogate.gating.engine import gate
 from cytogate.gating.template import bundled_template_dir, parse_template
+from cytogate.io.fcs import read_fcs
+from cytogate.study.batch import run_batch
 
 RUN42 = Path(__file__).resolve().parents[1] / "sample_fcs" / "run42"
 
@@ -80,8 +80,8 @@ def test_without_a_baseline_the_pinned_gate_is_fitted_and_flagged(tmp_path):
 
 
 def test_plots_of_a_pinned_run_show_the_pinned_gate(tmp_path):
-    from cytogate.design import RunConfig, read_design
-    from cytogate.plots import plot_group
+    from cytogate.study.design import RunConfig, read_design
+    from cytogate.viz.plots import plot_group
 
     template = _pinned_template(tmp_path)
     run = _run(tmp_path, timepoints=("baseline", "day3"))

@@ -17,14 +17,15 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from cytogate.batch import _marker_reference, process_group
+from cytogate.analysis.quantify import MarkerPlan
 from cytogate.cli import cli
-from cytogate.design import RunConfig, read_design
-from cytogate.fcs import read_fcs
 from cytogate.gating.engine import gate
 from cytogate.gating.gates import Boolean, Polygon, Rectangle
 from cytogate.gating.template import load_template, parse_template
-from cytogate.plots import (
+from cytogate.io.fcs import read_fcs
+from cytogate.study.batch import _marker_reference, process_group
+from cytogate.study.design import RunConfig, read_design
+from cytogate.viz.plots import (
     SIMULATED_TEXT,
     gate_figure,
     marker_figure,
@@ -33,7 +34,6 @@ from cytogate.plots import (
     scale_of,
     timecourse_figure,
 )
-from cytogate.quantify import MarkerPlan
 
 from .conftest import make_sample
 
@@ -95,7 +95,7 @@ def _tick_value(label: str) -> float:
 
 def test_import_cytogate_does_not_load_matplotlib():
     code = (
-        "import sys, cytogate, cytogate.plots, cytogate.report, cytogate.cli;"
+        "import sys, cytogate, cytogate.viz.plots, cytogate.viz.report, cytogate.cli;"
         "print('matplotlib' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -451,7 +451,7 @@ def test_a_label_placed_away_from_its_gate_gets_a_leader_line_to_that_gate():
     import numpy as np
 
     import cytogate
-    from cytogate.plots import gate_figure
+    from cytogate.viz.plots import gate_figure
 
     run42 = Path(__file__).resolve().parents[1] / "sample_fcs" / "run42"
     result = cytogate.gate(cytogate.read_fcs(run42 / "P01_baseline_stained.fcs"))

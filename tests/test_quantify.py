@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cytogate.analysis.quantify import MarkerPlan, marker_rows, mfi_statistics, population_rows
 from cytogate.gating.engine import gate
 from cytogate.gating.template import parse_template
-from cytogate.quantify import MarkerPlan, marker_rows, mfi_statistics, population_rows
 from tests.conftest import make_sample
 
 TEMPLATE = """

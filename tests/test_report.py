@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from cytogate.batch import run_batch
 from cytogate.cli import cli
+from cytogate.study.batch import run_batch
 
 RUN42 = Path(__file__).resolve().parents[1] / "sample_fcs" / "run42"
 BROKEN = "P01_6h_isotype.fcs"
@@ -238,10 +238,10 @@ def test_no_plots_skips_plots_and_report(batch_out, tmp_path):
 
 
 def test_pdf_figures_get_png_previews_and_qc_flags_show_in_the_report(tmp_path, monkeypatch):
-    from cytogate.design import RunConfig, read_design
     from cytogate.gating.engine import GatingResult
     from cytogate.gating.template import load_template
-    from cytogate.report import write_plots_and_report
+    from cytogate.study.design import RunConfig, read_design
+    from cytogate.viz.report import write_plots_and_report
 
     def qc_flags(self):  # as an adaptive gate whose fit is in doubt reports it
         if "stained" not in self.sample.path.name:

@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 from flowutils import transforms as fu
 
-from cytogate.fcs import read_fcs
-from cytogate.simulate import (
+from cytogate.io.fcs import read_fcs
+from cytogate.sim.simulate import (
     CHANNELS,
     LABELS,
     Composition,
@@ -450,7 +450,7 @@ def test_benchmark_file_helper(tmp_path: Path) -> None:
 
 
 def test_hard_preset_spans_the_hard_conditions() -> None:
-    from cytogate.simulate import HARD_BLAST_CD45, HARD_BLAST_SSC, hard_config
+    from cytogate.sim.simulate import HARD_BLAST_CD45, HARD_BLAST_SSC, hard_config
 
     config = hard_config(12, 500, seed=3, cd45_channel="BV421-A")
     with warnings.catch_warnings():

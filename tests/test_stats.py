@@ -9,8 +9,7 @@ import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cytogate.errors import DesignError
-from cytogate.stats import (
+from cytogate.analysis.stats import (
     STATS_COLUMNS,
     Comparison,
     adjust_pvalues,
@@ -19,6 +18,7 @@ from cytogate.stats import (
     paired_statistics,
     stars_for,
 )
+from cytogate.errors import DesignError
 
 TPS = ["baseline", "day3", "2h", "4h", "6h", "24h"]
 DAY3 = [Comparison("day3", "baseline")]

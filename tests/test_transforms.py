@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cytogate.errors import TemplateError
-from cytogate.transforms import Scale, compensate
+from cytogate.model.transforms import Scale, compensate
 
 
 def test_compensation_recovers_a_hand_built_spill():

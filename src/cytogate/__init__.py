@@ -23,20 +23,20 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
-    "Sample": "cytogate.fcs",
-    "read_fcs": "cytogate.fcs",
-    "read_keywords": "cytogate.fcs",
-    "run_batch": "cytogate.batch",
-    "BatchResult": "cytogate.batch",
-    "RunConfig": "cytogate.design",
-    "write_fcs": "cytogate.fcs_writer",
-    "resolve_panel": "cytogate.panel",
+    "Sample": "cytogate.io.fcs",
+    "read_fcs": "cytogate.io.fcs",
+    "read_keywords": "cytogate.io.fcs",
+    "run_batch": "cytogate.study.batch",
+    "BatchResult": "cytogate.study.batch",
+    "RunConfig": "cytogate.study.design",
+    "write_fcs": "cytogate.io.fcs_writer",
+    "resolve_panel": "cytogate.model.panel",
     "Template": "cytogate.gating.template",
     "load_template": "cytogate.gating.template",
     "list_templates": "cytogate.gating.template",
     "GatingResult": "cytogate.gating.engine",
     "gate": "cytogate.gating.engine",
-    "simulate_study": "cytogate.simulate",
+    "simulate_study": "cytogate.sim.simulate",
 }
 
 __all__ = [
@@ -64,14 +64,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from cytogate.batch import BatchResult, run_batch
-    from cytogate.design import RunConfig
-    from cytogate.fcs import Sample, read_fcs, read_keywords
-    from cytogate.fcs_writer import write_fcs
     from cytogate.gating.engine import GatingResult, gate
     from cytogate.gating.template import Template, list_templates, load_template
-    from cytogate.panel import resolve_panel
-    from cytogate.simulate import simulate_study
+    from cytogate.io.fcs import Sample, read_fcs, read_keywords
+    from cytogate.io.fcs_writer import write_fcs
+    from cytogate.model.panel import resolve_panel
+    from cytogate.sim.simulate import simulate_study
+    from cytogate.study.batch import BatchResult, run_batch
+    from cytogate.study.design import RunConfig
 
 
 def __getattr__(name: str) -> Any:

@@ -49,8 +49,8 @@ def cli() -> None:
 @_user_errors
 def inspect(file: Path, as_json: bool) -> None:
     """Show an FCS file's version, events, channels, spillover and key keywords."""
-    from cytogate.describe import describe_sample, format_description
-    from cytogate.fcs import read_fcs
+    from cytogate.io.describe import describe_sample, format_description
+    from cytogate.io.fcs import read_fcs
 
     info = describe_sample(read_fcs(file))
     click.echo(json.dumps(info, indent=2) if as_json else format_description(info))
@@ -78,8 +78,8 @@ def inspect(file: Path, as_json: bool) -> None:
 @_user_errors
 def gate_command(file: Path, template: str, compensation: str | None, fmt: str) -> None:
     """Gate one FCS file with a template and print its population table."""
-    from cytogate.fcs import read_fcs
     from cytogate.gating.engine import gate
+    from cytogate.io.fcs import read_fcs
 
     result = gate(read_fcs(file), template, compensation=compensation)
     table = result.table()
@@ -197,7 +197,7 @@ def simulate(
     import dataclasses
     import warnings
 
-    from cytogate.simulate import StudyConfig, cd45_on_channel, hard_config, simulate_study
+    from cytogate.sim.simulate import StudyConfig, cd45_on_channel, hard_config, simulate_study
 
     for name, pair in (
         ("--blast-cd45", blast_cd45),
@@ -343,8 +343,8 @@ def batch(
     Exit status: 0 all files processed, 1 some files failed (the rest are reported),
     2 usage or configuration error.
     """
-    from cytogate.batch import run_batch
     from cytogate.progress import batch_progress
+    from cytogate.study.batch import run_batch
 
     out = out or run_dir / "cytogate_results"
     with batch_progress(enabled=not quiet) as progress:
@@ -431,7 +431,7 @@ def plot_command(
     compensation: str | None,
 ) -> None:
     """Draw one sample's gate plots (one panel per gate, in the template's order)."""
-    from cytogate.plots import plot_sample
+    from cytogate.viz.plots import plot_sample
 
     written = plot_sample(file, template, out, control=control, dpi=dpi, compensation=compensation)
     for path in written:

@@ -22,14 +22,14 @@ from cytogate.errors import GatingError, PanelError
 from cytogate.gating import adaptive
 from cytogate.gating.gates import Boolean, Geometry, Quadrant
 from cytogate.gating.template import ROOT, GateSpec, Template, load_template
-from cytogate.panel import ResolvedMarker, find_marker
-from cytogate.transforms import Compensation
+from cytogate.model.panel import ResolvedMarker, find_marker
+from cytogate.model.transforms import Compensation
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from cytogate.fcs import Sample
-    from cytogate.transforms import Scale
+    from cytogate.io.fcs import Sample
+    from cytogate.model.transforms import Scale
 
 GateStatus = Literal["applied", "skipped"]
 
@@ -239,7 +239,7 @@ def gate(
 
     ``compensation`` overrides the template's ("file", "none", a CSV path or a labelled
     matrix). ``reference`` maps marker -> $PnN of the matched stained tube, so an isotype tube
-    resolves its markers on the same detectors (see :mod:`cytogate.panel`). ``pinned`` maps an
+    resolves its markers on the same detectors (see :mod:`cytogate.model.panel`). ``pinned`` maps an
     adaptive gate's name to a geometry to use instead of fitting (a batch passes the patient's
     baseline fits for gates with ``pin: baseline``); when given, a pinned gate missing from it
     is fitted on this file and flagged.
@@ -514,7 +514,7 @@ def _compensate(
     sample: Sample, tmpl: Template, override: str | pd.DataFrame | None
 ) -> tuple[Compensation, str, pd.DataFrame | None]:
     """Lazy compensation of the events, a note saying which matrix, and the matrix itself."""
-    from cytogate.transforms import read_spillover_csv
+    from cytogate.model.transforms import read_spillover_csv
 
     choice = tmpl.compensation if override is None else override
     if isinstance(choice, str):

@@ -38,8 +38,8 @@ How each part maps (GatingML 2.0 names; formulas checked against FlowKit 1.3 / f
   ``BooleanGate`` (and/or/not of gate references), in the same hierarchy. A quadrant gate keeps
   its name as the FlowKit QuadrantGate and its populations become the quadrants.
 * input values: FlowKit reads the file itself. Where its reader deliberately differs from
-  :func:`cytogate.fcs.read_fcs` (float channels with ``$PnG != 1`` or a log ``$PnE``, gain on
-  integer log channels, ``Time`` with ``$TIMESTEP``; see :mod:`cytogate.fcs`), a gate on such a
+  :func:`cytogate.io.fcs.read_fcs` (float channels with ``$PnG != 1`` or a log ``$PnE``, gain on
+  integer log channels, ``Time`` with ``$TIMESTEP``; see :mod:`cytogate.io.fcs`), a gate on such a
   channel sees other numbers in FlowKit; :func:`to_flowkit_strategy` warns for gated channels.
 * an optional gate the engine skipped (no variant fits the file) passes its parent's events
   through; it becomes a range gate with no bounds on the file's first channel, which FlowKit
@@ -66,14 +66,14 @@ import numpy as np
 from cytogate.errors import CytogateError, GatingError
 from cytogate.gating.gates import Boolean, Ellipse, Geometry, Polygon, Quadrant, Rectangle
 from cytogate.gating.template import ROOT, GateSpec, Template, load_template
-from cytogate.panel import ResolvedMarker
+from cytogate.model.panel import ResolvedMarker
 
 if TYPE_CHECKING:  # pragma: no cover
     import flowkit
     import pandas as pd
 
-    from cytogate.fcs import Sample
     from cytogate.gating.engine import GatingResult
+    from cytogate.io.fcs import Sample
 
 __all__ = [
     "FlowKitAgreementWarning",
@@ -292,7 +292,7 @@ def _choose_matrix(
     sample: Sample, template_choice: str, override: str | pd.DataFrame | None
 ) -> tuple[pd.DataFrame | None, bool]:
     """The spillover matrix the engine uses for this choice (same rules as the engine)."""
-    from cytogate.transforms import read_spillover_csv
+    from cytogate.model.transforms import read_spillover_csv
 
     choice = template_choice if override is None else override
     if isinstance(choice, str):

@@ -1,8 +1,9 @@
 """Load and validate declarative gating templates (YAML).
 
-A template names markers (resolved per file by :mod:`cytogate.panel`), says how to compensate,
-gives each dimension a scale, and lists gates as a tree. Coordinates are in the scaled space of
-the gate's dimensions (see :mod:`cytogate.transforms`). A gate may list ``variants`` — the first
+A template names markers (resolved per file by :mod:`cytogate.model.panel`), says how to
+compensate, gives each dimension a scale, and lists gates as a tree. Coordinates are in the scaled
+space of the gate's dimensions (see :mod:`cytogate.model.transforms`). A gate may list
+``variants`` — the first
 whose dimensions all exist in the file is used — so one singlet gate serves instruments with
 FSC-H and those with only FSC-W. A gate marked ``optional`` is skipped (and recorded as skipped)
 when no variant fits the file.
@@ -51,11 +52,11 @@ from cytogate.gating.gates import (
     Quadrant,
     Rectangle,
 )
-from cytogate.panel import Marker
+from cytogate.model.panel import Marker
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cytogate.fcs import Sample
-from cytogate.transforms import Scale, ScaleAlternatives
+    from cytogate.io.fcs import Sample
+from cytogate.model.transforms import Scale, ScaleAlternatives
 
 ROOT = "root"
 _TOP_FIELDS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cytogate.fcs import Sample
+    from cytogate.io.fcs import Sample
 
 # Keywords a cytometrist looks at first: instrument, acquisition, sample identity.
 KEY_KEYWORDS = (

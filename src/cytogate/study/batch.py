@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cytogate import __version__
 from cytogate.atomic import atomic_write
-from cytogate.design import (
+from cytogate.errors import CytogateError, DesignError
+from cytogate.study.design import (
     STAINED,
     Design,
     DesignRow,
@@ -37,8 +38,7 @@ from cytogate.design import (
     load_config,
     read_design,
 )
-from cytogate.errors import CytogateError, DesignError
-from cytogate.executors import default_jobs, run_jobs
+from cytogate.study.executors import default_jobs, run_jobs
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -89,8 +89,8 @@ def _gate_file(
     reference: dict[str, str] | None,
     pinned: Mapping[str, Geometry] | None = None,
 ):
-    from cytogate.fcs import read_fcs
     from cytogate.gating.engine import gate
+    from cytogate.io.fcs import read_fcs
 
     sample = read_fcs(row.file)
     return sample, gate(sample, template, reference=reference, pinned=pinned)
@@ -130,7 +130,7 @@ def process_group(
     tube is fitted and its control tube reuses those fits; they are returned as ``out["pins"]``.
     Never raises for a bad file: the file's record says ``failed`` with the reason.
     """
-    from cytogate.quantify import MarkerPlan, marker_rows, population_rows
+    from cytogate.analysis.quantify import MarkerPlan, marker_rows, population_rows
 
     out: dict[str, Any] = {"samples": [], "populations": [], "markers": [], "seconds": {}}
     results: dict[str, GatingResult | None] = {STAINED: None, config.control_tube: None}
@@ -256,7 +256,7 @@ def run_batch(
     total, group_output)`` is called as each sample group finishes.
 
     With ``plots`` (and ``out``), after the tables are written, gate and marker plots per
-    sample, time-course figures and ``report.html`` go to ``out`` (see :mod:`cytogate.report`);
+    sample, time-course figures and ``report.html`` go to ``out`` (see :mod:`cytogate.viz.report`);
     ``plot_progress(done, total)`` is called as each sample group's plots are drawn.
     """
     from cytogate.gating.template import load_template
@@ -315,7 +315,7 @@ def run_batch(
         result.out = Path(out)
         result.written = write_outputs(result, Path(out), output_format)
         if plots:  # the tables are on disk first; plots never hold up the numbers
-            from cytogate.report import write_plots_and_report
+            from cytogate.viz.report import write_plots_and_report
 
             files, summary = write_plots_and_report(
                 result, groups, tmpl, cfg, out, n_jobs, plot_format, plot_dpi, plot_progress
@@ -350,7 +350,12 @@ def _check_config_against_template(cfg: RunConfig, tmpl: Template) -> None:
 def _assemble(outputs: list[dict[str, Any]], design: Design, cfg: RunConfig) -> BatchResult:
     import pandas as pd
 
-    from cytogate.stats import Comparison, default_comparisons, fold_changes, paired_statistics
+    from cytogate.analysis.stats import (
+        Comparison,
+        default_comparisons,
+        fold_changes,
+        paired_statistics,
+    )
 
     order = {tp: i for i, tp in enumerate(cfg.timepoints)}
     tube_order = {STAINED: 0, cfg.control_tube: 1}

@@ -2,7 +2,7 @@
 
 The recovery tests and ``benchmarks/eval_batch_recovery.py`` compare ``cytogate batch`` with
 this oracle. It uses the simulator's per-event labels instead of gates, and its own
-compensation (``numpy.linalg.solve``) instead of :mod:`cytogate.transforms`, so a bug in
+compensation (``numpy.linalg.solve``) instead of :mod:`cytogate.model.transforms`, so a bug in
 gating, compensation or quantification cannot hide by being repeated here.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cytogate.fcs import read_fcs
-from cytogate.simulate import LABEL_CODES, Instrument
+from cytogate.io.fcs import read_fcs
+from cytogate.sim.simulate import LABEL_CODES, Instrument
 
 BLAST = LABEL_CODES["blast"]
 LEUKOCYTES = tuple(LABEL_CODES[n] for n in ("lymphocyte", "monocyte", "granulocyte", "blast"))

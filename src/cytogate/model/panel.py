@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 from cytogate.errors import PanelError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cytogate.fcs import Sample
+    from cytogate.io.fcs import Sample
 
 ResolvedVia = Literal["pns", "pnn", "reference"]
 

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from cytogate.batch import BatchResult
-    from cytogate.design import RunConfig, SampleGroup
     from cytogate.gating.template import Template
+    from cytogate.study.batch import BatchResult
+    from cytogate.study.design import RunConfig, SampleGroup
 
 PLOTS_DIR = "plots"
 REPORT_NAME = "report.html"
@@ -46,13 +46,13 @@ def write_plots_and_report(
     """Draw every plot of a run into ``out/plots/`` and write ``out/report.html``.
 
     Sample groups are drawn on ``jobs`` processes. PNG resolution: ``dpi`` for the per-sample
-    plots (default :data:`~cytogate.plots.SAMPLE_DPI`, 150: a 2,000-pixel-wide gate figure,
-    at half the drawing time of 300 dpi) and at least :data:`~cytogate.plots.DPI` (300) for
+    plots (default :data:`~cytogate.viz.plots.SAMPLE_DPI`, 150: a 2,000-pixel-wide gate figure,
+    at half the drawing time of 300 dpi) and at least :data:`~cytogate.viz.plots.DPI` (300) for
     the time-course figures. Returns the files written and a summary for run.json (format,
     dpi, timings, plot errors).
     """
-    from cytogate.executors import run_jobs
-    from cytogate.plots import DPI, FORMATS, SAMPLE_DPI, plot_group, plot_timecourses
+    from cytogate.study.executors import run_jobs
+    from cytogate.viz.plots import DPI, FORMATS, SAMPLE_DPI, plot_group, plot_timecourses
 
     if fmt not in FORMATS:
         raise ValueError(f"plot format must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -221,7 +221,7 @@ def render_report(
 ) -> str:
     """The whole page as a string (see the module docstring for what it holds)."""
     from cytogate import __version__
-    from cytogate.plots import SIMULATED_TEXT
+    from cytogate.viz.plots import SIMULATED_TEXT
 
     run = result.run
     run_name = Path(str(run.get("run_dir", "run"))).name or "run"
@@ -392,7 +392,7 @@ _STATS_COLUMNS = (
 
 
 def _stats_table(stats: pd.DataFrame) -> list[str]:
-    from cytogate.plots import measure_label
+    from cytogate.viz.plots import measure_label
 
     out = ['<section id="stats">', "<h2>Statistics</h2>"]
     if stats.empty:
@@ -431,7 +431,7 @@ def _stats_table(stats: pd.DataFrame) -> list[str]:
 
 
 def _gallery(result: BatchResult, config: RunConfig, entries: list[dict[str, Any]]) -> list[str]:
-    from cytogate.design import STAINED
+    from cytogate.study.design import STAINED
 
     out = ['<section id="gates">', "<h2>Gate plots</h2>"]
     out.append(

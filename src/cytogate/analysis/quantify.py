@@ -31,8 +31,8 @@ import numpy as np
 from cytogate.errors import PanelError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cytogate.design import RunConfig
     from cytogate.gating.engine import GatingResult
+    from cytogate.study.design import RunConfig
 
 NAN = float("nan")
 

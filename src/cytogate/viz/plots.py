@@ -44,9 +44,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from cytogate.analysis.quantify import MarkerPlan
     from cytogate.gating.engine import AppliedGate, GatingResult
-    from cytogate.quantify import MarkerPlan
-    from cytogate.transforms import Scale
+    from cytogate.model.transforms import Scale
 
 FORMATS = ("png", "svg", "pdf")
 DPI = 300  # PNG resolution of single figures and of the time-course figures
@@ -933,10 +933,10 @@ def marker_figure(
     Both tubes are normalised to their mode (the usual overlay), on the marker's template
     scale with data-unit ticks. The panel states the stained and control MFI (the run's
     statistic) and RMFI for RMFI markers, and draws the positivity threshold with % positive for
-    positivity markers. The numbers are those of :func:`cytogate.quantify.marker_rows`, i.e.
-    the ones in ``markers.csv``.
+    positivity markers. The numbers are those of
+    :func:`cytogate.analysis.quantify.marker_rows`, i.e. the ones in ``markers.csv``.
     """
-    from cytogate.quantify import marker_rows
+    from cytogate.analysis.quantify import marker_rows
 
     population = population or plan.populations[0]
     if simulated is None:
@@ -1336,9 +1336,9 @@ def plot_group(
     """
     import time
 
-    from cytogate.batch import _gate_file, _marker_reference
-    from cytogate.design import STAINED
-    from cytogate.quantify import MarkerPlan
+    from cytogate.analysis.quantify import MarkerPlan
+    from cytogate.study.batch import _gate_file, _marker_reference
+    from cytogate.study.design import STAINED
 
     start = time.perf_counter()
     root = Path(plots_dir)
@@ -1499,11 +1499,11 @@ def plot_sample(
     its suffix picks the format (png, svg, pdf). The marker figure goes next to it, named
     ``…_markers`` with the same suffix. Returns the files written.
     """
-    from cytogate.batch import _marker_reference
-    from cytogate.design import RunConfig
-    from cytogate.fcs import read_fcs
+    from cytogate.analysis.quantify import MarkerPlan
     from cytogate.gating.engine import gate
-    from cytogate.quantify import MarkerPlan
+    from cytogate.io.fcs import read_fcs
+    from cytogate.study.batch import _marker_reference
+    from cytogate.study.design import RunConfig
 
     target = Path(out) if out is not None else Path.cwd() / f"{Path(file).stem}_gates.png"
     fmt = target.suffix.lstrip(".").lower()

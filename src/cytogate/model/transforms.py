@@ -36,7 +36,7 @@ from cytogate.errors import TemplateError
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from cytogate.fcs import Sample
+    from cytogate.io.fcs import Sample
 
 ScaleKind = Literal["linear", "log", "logicle", "arcsinh"]
 

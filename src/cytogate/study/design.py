@@ -349,7 +349,7 @@ def _number(text: str, where: str) -> tuple[float | None, str | None]:
 def _design_from_keywords(run_dir: Path, config: RunConfig, strict: bool) -> Design | None:
     """Design from FCS keywords (e.g. CYTOGATE_PATIENT); None if files lack them (not strict)."""
     from cytogate.errors import FCSError
-    from cytogate.fcs import read_keywords
+    from cytogate.io.fcs import read_keywords
 
     names = dict(config.design_keywords)
     rows, problems = [], []

@@ -1,0 +1,1 @@
+"""Layer 2, model: what the numbers mean — panels (marker → channel), scales and compensation."""
