@@ -50,7 +50,15 @@ from cytogate.gating.gates import Ellipse, Geometry, Polygon, Rectangle
 if TYPE_CHECKING:  # pragma: no cover
     from cytogate.gating.mixture import Mixture
 
-ADAPTIVE_KINDS = ("threshold", "cluster", "relative")
+ADAPTIVE_KINDS = ("threshold", "cluster", "relative", "leukomap")
+MAP_POPULATIONS = (
+    "leukocytes",
+    "lymphocytes",
+    "monocytes",
+    "granulocytes",
+    "blasts",
+    "cd45_negative",
+)
 THRESHOLD_METHODS = ("valley", "mixture", "quantile", "sd", "mad")
 MAD_TO_SD = 1.482602218505602  # MAD of a normal distribution × this = its SD
 STAT_SAMPLE = 50_000  # reference-population statistics use at most this many events
@@ -236,11 +244,28 @@ class RelativeGate:
         return {p for b in (*self.min, *self.max) if b is not None for p in b.populations()}
 
 
-AdaptiveGeometry = ThresholdGate | ClusterGate | RelativeGate
+@dataclass(frozen=True, kw_only=True)
+class MapGate:
+    """``kind: leukomap`` — one population of a CD45/SSC leukocyte map, fitted once per file
+    on ``fit_on`` (default: the parent) and shared by every gate with the same settings; see
+    :mod:`cytogate.gating.leukomap`. → polygon (siblings tile the plot: disjoint)."""
+
+    dims: tuple[str, str]
+    population: str
+    fit_on: str | None = None
+    settings: tuple[tuple[str, Any], ...] = ()  # MapSpec / Rules overrides
+
+    kind = "leukomap"
+
+    def references(self) -> set[str]:
+        return {self.fit_on} if self.fit_on else set()
+
+
+AdaptiveGeometry = ThresholdGate | ClusterGate | RelativeGate | MapGate
 
 
 def is_adaptive(geometry: object) -> bool:
-    return isinstance(geometry, ThresholdGate | ClusterGate | RelativeGate)
+    return isinstance(geometry, ThresholdGate | ClusterGate | RelativeGate | MapGate)
 
 
 # --------------------------------------------------------------------------- fitting
@@ -285,6 +310,8 @@ def fit(spec: AdaptiveGeometry, name: str, parent: str, points: np.ndarray, ctx:
         return fit_threshold(spec, points, ctx, parent)
     if isinstance(spec, RelativeGate):
         return fit_relative(spec, ctx)
+    if isinstance(spec, MapGate):
+        return fit_map_gate(spec, parent, ctx)
     from cytogate.gating.mixture import fit_cluster
 
     return fit_cluster(spec, name, parent, points, ctx)
@@ -563,6 +590,33 @@ def valley(x: np.ndarray, spec: ThresholdGate) -> tuple[float, dict[str, Any]]:
         }
     )
     return cut, info
+
+
+# ---- leukocyte map
+
+
+def fit_map_gate(spec: MapGate, parent: str, ctx: FitContext) -> Fit:
+    """The population's region of the file's leukocyte map (fitted once, memoised)."""
+    from cytogate.gating import leukomap
+
+    base = spec.fit_on or parent
+    key = ("leukomap", base, spec.dims, spec.settings)
+
+    def build() -> Any:
+        x, y = (ctx.values(base, d) for d in spec.dims)
+        try:
+            return leukomap.fit_map(x, y, leukomap.MapSpec.from_settings(dict(spec.settings)))
+        except ValueError as exc:
+            raise FitError(f"leukocyte map on {base}: {exc}") from exc
+
+    fitted = ctx.mixture(key, build)
+    codes = leukomap.codes_of(spec.population)
+    diag = {"method": "leukomap", "fit_on": base, **fitted.diagnostics}
+    qc = list(fitted.qc.get(spec.population, []))
+    if not any(fitted.present(c) for c in codes):
+        return Fit(empty_gate(spec.dims), {**diag, "fallback": True}, qc)
+    ring = leukomap.population_outline(fitted, codes)
+    return Fit(Polygon(spec.dims, tuple((float(a), float(b)) for a, b in ring)), diag, qc)
 
 
 # ---- relative

@@ -33,10 +33,12 @@ from typing import TYPE_CHECKING, Any
 from cytogate.errors import TemplateError
 from cytogate.gating.adaptive import (
     ADAPTIVE_KINDS,
+    MAP_POPULATIONS,
     THRESHOLD_METHODS,
     AdaptiveGeometry,
     Bound,
     ClusterGate,
+    MapGate,
     MixtureSpec,
     QCRules,
     RelativeGate,
@@ -84,6 +86,7 @@ _GEOMETRY_FIELDS: dict[str, set[str]] = {
     | {"q", "n", "of", "fallback"},
     "cluster": {"dims", "mixture", "select", "distance", "shape", "grid", "fallback"},
     "relative": {"dims", "min", "max"},
+    "leukomap": {"dims", "population", "fit_on", "map"},
 }
 _FIXED_KINDS = ("rectangle", "range", "polygon", "ellipse", "quadrant", "boolean")
 _QC_FIELDS = {"min_fraction", "max_fraction", "max_overlap", "reason", "flag_with"}
@@ -497,6 +500,8 @@ def _parse_adaptive(kind: str, spec: dict[str, Any], where: str) -> AdaptiveGeom
         return _parse_threshold(spec, where)
     if kind == "cluster":
         return _parse_cluster(spec, where)
+    if kind == "leukomap":
+        return _parse_map(spec, where)
     dims = _dims(spec, where, None)
     lo = _bound_list(spec.get("min"), len(dims), "min", where)
     hi = _bound_list(spec.get("max"), len(dims), "max", where)
@@ -691,6 +696,29 @@ def _parse_cluster(spec: dict[str, Any], where: str) -> ClusterGate:
         shape=_choice(spec, "shape", ("posterior", "ellipse"), where),  # type: ignore[arg-type]
         grid=_count(spec, "grid", 128, where, 16),
         fallback=fallback,  # type: ignore[arg-type]
+    )
+
+
+def _parse_map(spec: dict[str, Any], where: str) -> MapGate:
+    from cytogate.gating.leukomap import MapSpec
+
+    dims = _dims(spec, where, 2)
+    population = _choice(spec, "population", MAP_POPULATIONS, where)
+    settings = spec.get("map") or {}
+    if not isinstance(settings, dict):
+        raise TemplateError(f"{where}: field 'map': a mapping of leukocyte-map settings")
+    try:
+        MapSpec.from_settings(settings)
+    except (TypeError, ValueError) as exc:
+        raise TemplateError(f"{where}: field 'map': {exc}") from None
+    fit_on = spec.get("fit_on")
+    if fit_on is not None and not isinstance(fit_on, str):
+        raise TemplateError(f"{where}: field 'fit_on': a population name")
+    return MapGate(
+        dims=(dims[0], dims[1]),
+        population=population,
+        fit_on=fit_on,
+        settings=tuple(sorted(settings.items())),
     )
 
 
