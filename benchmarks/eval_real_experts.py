@@ -38,7 +38,14 @@ from cytogate.io.fcs import read_fcs
 from cytogate.io.fcs_writer import write_fcs
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_REAL = HERE.parent.parent / "shared" / "data" / "real"
+DEFAULT_REAL = next(
+    (
+        p
+        for p in (HERE.parent.parent / "shared" / "data" / "real", Path("/work/shared/data/real"))
+        if p.is_dir()
+    ),
+    HERE.parent.parent / "shared" / "data" / "real",
+)
 
 
 def f1(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
@@ -69,14 +76,20 @@ def scatter_cd45(result: GatingResult) -> np.ndarray:
     return np.column_stack(cols)
 
 
-def eval_canto(real: Path, template: str) -> list[dict[str, object]]:
+def eval_canto(
+    real: Path, template: str, compensation: str | None = None
+) -> list[dict[str, object]]:
+    """Blast and singlet F1 on the Canto marrow. ``compensation="none"`` gates the raw values:
+    with the file's $SPILLOVER (PE -> PerCP 0.196) half of the expert's B-ALL blasts (CD10 PE
+    bright) fall to CD45-negative, which a CD45/SSC gate excludes by definition."""
     folder = real / "marrow_canto_508"
     sample = read_fcs(folder / "tube1_001.fcs")
     with gzip.open(folder / "expert_gates.csv.gz", "rt") as fh:
         expert = pd.read_csv(fh).astype(bool)
     started = time.perf_counter()
-    result = gate(sample, load_template(template))
+    result = gate(sample, load_template(template), compensation=compensation)
     seconds = time.perf_counter() - started
+    label = "marrow_canto_508" + (f" (compensation {compensation})" if compensation else "")
     intact = expert["intact"].to_numpy()
     blasts_truth = expert["blast"].to_numpy() & intact
     rows = []
@@ -87,7 +100,7 @@ def eval_canto(real: Path, template: str) -> list[dict[str, object]]:
     ceiling = ceiling_f1(features[finite], blasts_truth[finite])
     rows.append(
         {
-            "sample": "marrow_canto_508",
+            "sample": label,
             "population": "blasts",
             "expert_events": int(blasts_truth.sum()),
             "cytogate_events": int(pred.sum()),
@@ -97,6 +110,7 @@ def eval_canto(real: Path, template: str) -> list[dict[str, object]]:
             "ceiling_f1": ceiling,
             "f1_over_ceiling": score / ceiling if ceiling else np.nan,
             "gate_s": seconds,
+            "expert_blasts_cd45neg": float(np.mean(~result.mask("leukocytes")[blasts_truth])),
             "qc": "; ".join(result.qc("blasts")),
         }
     )
@@ -105,7 +119,7 @@ def eval_canto(real: Path, template: str) -> list[dict[str, object]]:
         s, p, r = f1(result.mask("singlets"), singlets)
         rows.append(
             {
-                "sample": "marrow_canto_508",
+                "sample": label,
                 "population": "singlets",
                 "expert_events": int(singlets.sum()),
                 "cytogate_events": int(result.mask("singlets").sum()),
@@ -199,6 +213,50 @@ def eval_fc500(real: Path, template: str, plots: Path | None) -> pd.DataFrame:
     return table
 
 
+UMAPFLOW_LABELS = {2: "monocytes", 3: "granulocytes", 8: "blasts", 9: "blasts"}
+
+
+def eval_umapflow(real: Path) -> pd.DataFrame:
+    """The leukocyte map on the CC0 AML marrow arrays (already transformed, 0..4.5, and
+    pre-filtered to the experts' leukocyte gate; classes 8 + 9 are blasts). No FCS and no
+    template scale: the map is fitted on CD45 and SSC as given, scored per population with
+    the CD45/SSC/FSC kNN ceiling beside it."""
+    from cytogate.gating.leukomap import MapSpec, codes_of, fit_map
+
+    folder = real / "aml_mrd_umapflow"
+    x = np.load(next(folder.glob("*_X.npy")))
+    y = np.load(next(folder.glob("*_y.npy")))
+    fsc, ssc, cd45 = x[:, 0], x[:, 1], x[:, 11]
+    started = time.perf_counter()
+    # the map's CD45 rules are stated on the template's 0..1 logicle scale (4.5 decades); on
+    # these 0..4.5 arrays the same distances are 4.5 times larger
+    fitted = fit_map(cd45, ssc, MapSpec.from_settings({"merge": 0.9, "negative_gap": 0.44 * 4.5}))
+    seconds = time.perf_counter() - started
+    codes = fitted.assign(cd45, ssc)
+    rows = []
+    for pop in ("blasts",):  # monocytes (30) and granulocytes (45) are too few to score
+        truth = np.isin(y, [k for k, v in UMAPFLOW_LABELS.items() if v == pop])
+        pred = np.isin(codes, codes_of(pop))
+        score, precision, recall = f1(pred, truth)
+        ceiling = ceiling_f1(np.column_stack([cd45, ssc, fsc]), truth)
+        rows.append(
+            {
+                "sample": "aml_mrd_umapflow",
+                "population": pop,
+                "expert_events": int(truth.sum()),
+                "cytogate_events": int(pred.sum()),
+                "f1": score,
+                "precision": precision,
+                "recall": recall,
+                "ceiling_f1": ceiling,
+                "f1_over_ceiling": score / ceiling if ceiling else np.nan,
+                "fit_s": seconds,
+                "qc": "; ".join(fitted.qc.get(pop, [])),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", type=Path, default=DEFAULT_REAL)
@@ -213,7 +271,10 @@ def main() -> None:
     pd.set_option("display.width", 200)
     pd.set_option("display.max_columns", 20)
     print("== BD FACSCanto B-ALL marrow (marrow_canto_508): expert per-event gates")
-    print(pd.DataFrame(eval_canto(args.real, args.template)).round(3).to_string(index=False))
+    canto = eval_canto(args.real, args.template) + eval_canto(args.real, args.template, "none")
+    print(pd.DataFrame(canto).round(3).to_string(index=False))
+    print("\n== AML marrow arrays (aml_mrd_umapflow, CC0): leukocyte map on CD45/SSC as given")
+    print(eval_umapflow(args.real).round(3).to_string(index=False))
     print(
         "\n== BD FACSLyric AML training set (aml_lyric): % of each expert population per cytogate population"
     )

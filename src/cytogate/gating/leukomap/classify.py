@@ -53,6 +53,9 @@ class Rules:
     gran_decades: float = 0.55  # granulocytes: SSC this many decades above them (x3.5)
     min_lymph_mass: float = 0.005
     min_valley: float = 0.3  # blasts/monocytes: a shallower valley is flagged
+    max_monocytes: float = 0.2  # no blasts and more monocytes than this: blasts hidden there?
+    wide_monocytes: float = 1.6  # ... or monocytes' CD45 SD this many times the lymphocytes'
+    many_negatives: float = 0.1  # no blasts and this share CD45-negative: say so
 
 
 def classify(
@@ -131,9 +134,19 @@ def classify(
                 "no monocyte cluster separate from the CD45dim blasts: blasts may include monocytes"
             )
     if BLASTS not in found:
-        why = "no CD45dim cluster between the CD45-negative events and the lymphocytes"
-        if NEGATIVE in found:
-            neg = sum(c.mass for c in clusters if out[c.label] == NEGATIVE)
-            why += f" ({100 * neg:.0f}% of events CD45-negative: CD45-negative blasts?)"
+        monos = [c for c in clusters if out[c.label] == MONOCYTES]
+        mono_mass = sum(c.mass for c in monos)
+        wide = any(c.sd_x > rules.wide_monocytes * sdx for c in monos)
+        negatives = sum(c.mass for c in clusters if out[c.label] == NEGATIVE)
+        if monos and (mono_mass > rules.max_monocytes or wide):
+            spread = ", CD45 spread wider than the lymphocytes'" if wide else ""
+            why = (
+                "no CD45dim cluster separate from the monocytes (monocyte cluster "
+                f"{100 * mono_mass:.0f}% of events{spread}): blasts may be counted as monocytes"
+            )
+        else:
+            why = "no CD45dim cluster between the CD45-negative events and the lymphocytes"
+            if negatives > rules.many_negatives:
+                why += f" ({100 * negatives:.0f}% of events CD45-negative: CD45-negative blasts?)"
         qc.setdefault("blasts", []).append(why)
     return out, qc
