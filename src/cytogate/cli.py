@@ -99,11 +99,17 @@ def gate_command(file: Path, template: str, compensation: str | None, fmt: str) 
 
 
 @cli.command()
+@click.option("--kinds", is_flag=True, help="List the gate kinds and their fields instead.")
 @_user_errors
-def templates() -> None:
-    """List the bundled gating templates."""
+def templates(kinds: bool) -> None:
+    """List the bundled gating templates (or, with --kinds, every gate kind's fields)."""
     from cytogate.gating.template import list_templates, load_template
 
+    if kinds:
+        from cytogate.gating.loader import reference_markdown
+
+        click.echo(reference_markdown())
+        return
     for name, path in list_templates().items():
         tmpl = load_template(path)
         click.echo(f"{name}\t{tmpl.description}\t{path}")
