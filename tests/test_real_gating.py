@@ -56,7 +56,10 @@ def plot_events(
     return x, y, truth
 
 
-def assigned(x: np.ndarray, y: np.ndarray, spec: MapSpec = MapSpec(merge=0.9)):
+SPEC = MapSpec(merge=0.9)  # the default template's setting
+
+
+def assigned(x: np.ndarray, y: np.ndarray, spec: MapSpec = SPEC):
     fitted = fit_map(x, y, spec)
     return fitted, fitted.assign(x, y)
 
@@ -87,7 +90,9 @@ def test_blasts_are_found_wherever_they_sit(blast_cd45: float, share: float) -> 
 def test_very_dim_blasts_sit_between_negatives_and_lymphocytes() -> None:
     # 60x below the lymphocytes and 14x above the CD45-negative events
     blast = LYMPH_CD45 - np.log10(60) * DECADE
-    x, y, truth = plot_events(30_000, blast, 0.3, seed=5, negative_cd45=blast - np.log10(14) * DECADE)
+    x, y, truth = plot_events(
+        30_000, blast, 0.3, seed=5, negative_cd45=blast - np.log10(14) * DECADE
+    )
     _, codes = assigned(x, y)
     assert f1(np.isin(codes, codes_of("blasts")), truth == 4) >= 0.9
     assert f1(np.isin(codes, codes_of("cd45_negative")), truth == 0) >= 0.9
