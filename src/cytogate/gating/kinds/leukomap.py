@@ -32,6 +32,12 @@ MAP_FIELDS = {
             "merge", "clusters whose saddle is above this x the lower peak are one", 0.8, f.fraction
         ),
         Field("min_mass", "smaller clusters join a neighbour (share of events)", 0.002, f.fraction),
+        Field(
+            "significance",
+            "a peak must rise this many SDs of counting noise above its saddle",
+            3.0,
+            f.non_negative,
+        ),
         Field("subsample", "events the map is fitted on (seeded)", 100_000, f.count(50)),
         Field("seed", "seed of the subsample", 0, f.count(0)),
         Field(

@@ -5,7 +5,8 @@ everything after it (modes, basins, region outlines) works on the grid, never on
 Basins are found by steepest ascent (each bin points to its highest 3 × 3 neighbour; pointer
 jumping finds every bin's peak), then merged by topological persistence: a basin whose peak
 rises less than ``merge`` × its height above the saddle to its neighbour is a shoulder, not a
-population, and joins that neighbour — the way a cytometrist ignores a bump on a cluster.
+population, and joins that neighbour — the way a cytometrist ignores a bump on a cluster; so
+does a basin whose peak is not significantly above its saddle given the events counted.
 """
 
 from __future__ import annotations
@@ -119,11 +120,20 @@ def saddles(labels: np.ndarray, density: np.ndarray) -> dict[tuple[int, int], fl
 
 
 def merge_basins(
-    labels: np.ndarray, density: np.ndarray, counts: np.ndarray, merge: float, min_mass: float
+    labels: np.ndarray,
+    density: np.ndarray,
+    counts: np.ndarray,
+    merge: float,
+    min_mass: float,
+    smooth: float = 1.5,
+    significance: float = 3.0,
 ) -> np.ndarray:
-    """Merge shoulders (peak less than ``merge`` × peak height above the saddle... see module
-    docstring) and basins holding under ``min_mass`` of the events into a neighbour."""
+    """Merge into its neighbour every basin that is a shoulder (its saddle above ``merge`` ×
+    its peak), holds under ``min_mass`` of the events, or whose peak rises above the saddle by
+    less than ``significance`` SDs of counting noise (events under the smoothing kernel,
+    Poisson) — so a small file's noise does not make populations."""
     flat_density = density.ravel()
+    kernel_bins = 4.0 * np.pi * smooth**2  # effective area of the Gaussian kernel, in bins
     total = max(float(counts.sum()), 1.0)
     while True:
         ids = np.unique(labels)
@@ -136,7 +146,9 @@ def merge_basins(
         for (a, b), s in saddles(labels, density).items():
             low, high = (a, b) if peak_of[a] < peak_of[b] else (b, a)
             prominence = 1.0 - s / max(peak_of[low], 1e-12)  # 0: a shoulder, 1: a clean valley
-            small = mass_of[low] < min_mass
+            p = peak_of[low]
+            noise = np.sqrt(max(p + s, 1e-12) / kernel_bins)  # SD of (peak - saddle), per bin
+            small = mass_of[low] < min_mass or (p - s) < significance * noise
             if prominence < 1.0 - merge or small:
                 score = s / max(peak_of[low], 1e-12) + (1.0 if small else 0.0)
                 if best is None or score > best[0]:

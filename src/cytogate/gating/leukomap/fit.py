@@ -40,6 +40,7 @@ class MapSpec:
     smooth: float = 1.5  # Gaussian smoothing, in bins
     merge: float = 0.8  # basins whose saddle is above this × the lower peak are one cluster
     min_mass: float = 0.002  # smaller basins join a neighbour
+    significance: float = 0.0  # a peak must rise this many noise SDs above its saddle (0: off)
     subsample: int = 100_000
     seed: int = 0
     ssc: Literal["auto", "log", "as_is"] = "auto"  # auto: log when SSC is stored linear
@@ -119,7 +120,9 @@ def fit_map(x: np.ndarray, y: np.ndarray, spec: MapSpec = MapSpec()) -> LeukoMap
     v = np.log10(np.maximum(y, y_floor)) if log_y else y
     grid = binned_density(x, v, spec.bins, spec.smooth)
     labels = basins(grid.density, 1e-3 * float(grid.density.max()))
-    labels = merge_basins(labels, grid.density, grid.counts, spec.merge, spec.min_mass)
+    labels = merge_basins(
+        labels, grid.density, grid.counts, spec.merge, spec.min_mass, spec.smooth, spec.significance
+    )
     clusters = _clusters(grid, labels)
     decade = 1.0 if log_y else 1.0 / spec.ssc_decades
     classes, qc = classify(clusters, spec.rules, decade)
