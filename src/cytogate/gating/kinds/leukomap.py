@@ -34,8 +34,8 @@ MAP_FIELDS = {
         Field("min_mass", "smaller clusters join a neighbour (share of events)", 0.002, f.fraction),
         Field(
             "significance",
-            "a peak must rise this many SDs of counting noise above its saddle",
-            3.0,
+            "a peak must rise this many SDs of counting noise above its saddle (0: off)",
+            0.0,
             f.non_negative,
         ),
         Field("subsample", "events the map is fitted on (seeded)", 100_000, f.count(50)),
