@@ -89,7 +89,7 @@ class CD34Config:
     """Every knob of the simulated CD34 cohort (defaults: the bundled ``cd34_demo``)."""
 
     patients_per_regimen: int = 2
-    seed: int = 34
+    seed: int = 42
     regimens: dict[str, Regimen] = field(default_factory=_default_regimens)
     blood_sdlog: float = 0.35
     yield_sdlog: float = 0.30
@@ -413,7 +413,7 @@ baseline: PB
 count_populations: [cd45_leukocytes, cd34, viable_cd34]
 rmfi_markers: []
 positivity_markers: []
-marker_populations: []
+marker_populations: [cd34]  # no marker measures; the marker plots say so
 """
 
 MANIFEST_COLUMNS = [
