@@ -81,8 +81,16 @@ def _test_rows(measure: str, data: dict[str, np.ndarray]) -> list[dict[str, obje
     rows: list[dict[str, object]] = []
 
     def row(test: str, a: str, b: str, stat: float, p: float, note: str = "") -> dict[str, object]:
-        return {"section": "test", "measure": measure, "group": a, "group_b": b, "test": test,
-                "statistic": stat, "p_value": p, "note": note}  # fmt: skip
+        return {
+            "section": "test",
+            "measure": measure,
+            "group": a,
+            "group_b": b,
+            "test": test,
+            "statistic": stat,
+            "p_value": p,
+            "note": note,
+        }
 
     if len(names) < 2:
         return rows
@@ -144,8 +152,16 @@ def compare_groups(
             fails.append(int(outcome.sum()))
             totals.append(int(outcome.size))
             rate = fails[-1] / totals[-1] if totals[-1] else NAN
-            rows.append({"section": "failure", "measure": failure_column, "group": g,
-                         "n": totals[-1], "failures": fails[-1], "failure_rate": rate})  # fmt: skip
+            rows.append(
+                {
+                    "section": "failure",
+                    "measure": failure_column,
+                    "group": g,
+                    "n": totals[-1],
+                    "failures": fails[-1],
+                    "failure_rate": rate,
+                }
+            )
         used = [i for i, t in enumerate(totals) if t]
         if len(used) >= 2:
             f, t = [fails[i] for i in used], [totals[i] for i in used]
@@ -155,6 +171,14 @@ def compare_groups(
                 a, b = groups[used[0]], groups[used[1]]
             else:
                 test, p, a, b = "fisher_freeman_halton", fisher_exact_2xk(f, t), "all", ""
-            rows.append({"section": "failure_test", "measure": failure_column, "group": a,
-                         "group_b": b, "test": test, "p_value": p})  # fmt: skip
+            rows.append(
+                {
+                    "section": "failure_test",
+                    "measure": failure_column,
+                    "group": a,
+                    "group_b": b,
+                    "test": test,
+                    "p_value": p,
+                }
+            )
     return pd.DataFrame(rows, columns=GROUP_COLUMNS)

@@ -107,9 +107,11 @@ def cd34_outputs(
     }
     pops = populations[populations["population"].isin(names)]
     counts = pops.pivot_table(
-        index=["file", "patient", "timepoint"], columns="population", values="count",
+        index=["file", "patient", "timepoint"],
+        columns="population",
+        values="count",
         aggfunc="first",
-    ).rename(columns=lambda c: f"{names[c]}_events")  # fmt: skip
+    ).rename(columns=lambda c: f"{names[c]}_events")
     for col in ("cd45_events", "cd34_events", "viable_cd34_events", "bead_events"):
         if col not in counts:
             counts[col] = math.nan

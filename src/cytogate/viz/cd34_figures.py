@@ -46,18 +46,36 @@ def yield_by_group_figure(
         ax.scatter(x[failed], y[failed], s=26, color="#d62728", marker="v", zorder=3)
         if y.size:
             ax.hlines(np.median(y), i - 0.3, i + 0.3, color="black", lw=2, zorder=2)
-        ax.annotate(f"n={y.size}", (i, 0), xytext=(0, -28), textcoords="offset points",
-                    ha="center", fontsize=8, annotation_clip=False)  # fmt: skip
-    ax.axhline(th.minimum_e6_per_kg, color="#d62728", ls="--", lw=1,
-               label=f"minimum {th.minimum_e6_per_kg:g} ×10⁶/kg")  # fmt: skip
-    ax.axhline(th.target_e6_per_kg, color="#2ca02c", ls=":", lw=1,
-               label=f"target {th.target_e6_per_kg:g} ×10⁶/kg")  # fmt: skip
+        ax.annotate(
+            f"n={y.size}",
+            (i, 0),
+            xytext=(0, -28),
+            textcoords="offset points",
+            ha="center",
+            fontsize=8,
+            annotation_clip=False,
+        )
+    ax.axhline(
+        th.minimum_e6_per_kg,
+        color="#d62728",
+        ls="--",
+        lw=1,
+        label=f"minimum {th.minimum_e6_per_kg:g} ×10⁶/kg",
+    )
+    ax.axhline(
+        th.target_e6_per_kg,
+        color="#2ca02c",
+        ls=":",
+        lw=1,
+        label=f"target {th.target_e6_per_kg:g} ×10⁶/kg",
+    )
     ax.set_xticks(range(len(groups)), groups)
     ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.set_ylim(bottom=0)
     ax.set_ylabel("cumulative CD34+ ×10⁶/kg")
-    ax.set_title("Collection yield per group" + (" (SIMULATED data)" if simulated else ""),
-                 fontsize=10)  # fmt: skip
+    ax.set_title(
+        "Collection yield per group" + (" (SIMULATED data)" if simulated else ""), fontsize=10
+    )
     ax.legend(fontsize=7, loc="best", frameon=False)
     fig.tight_layout()
     final = Path(path)
