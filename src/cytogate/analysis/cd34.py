@@ -125,7 +125,8 @@ def cd34_table(tubes: pd.DataFrame, thresholds: CD34Thresholds | None = None) ->
         unknown = days.isna().groupby(t.loc[aph, "patient"]).cummax()
         running = days.fillna(0.0).groupby(t.loc[aph, "patient"]).cumsum().mask(unknown)
         t[f"cumulative_{col}"] = running.reindex(t.index)
-    return _flag(t, th)[CD34_COLUMNS]
+    counts = ["collection_day", "cd45_events", "cd34_events", "viable_cd34_events", "bead_events"]
+    return _flag(t, th)[CD34_COLUMNS].astype({c: "Int64" for c in counts})
 
 
 def apheresis_mask(t: pd.DataFrame) -> pd.Series:

@@ -181,4 +181,5 @@ def compare_groups(
                     "p_value": p,
                 }
             )
-    return pd.DataFrame(rows, columns=GROUP_COLUMNS)
+    table = pd.DataFrame(rows, columns=GROUP_COLUMNS)
+    return table.astype({"n": "Int64", "failures": "Int64"})

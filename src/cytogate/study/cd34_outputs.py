@@ -72,6 +72,9 @@ def read_cd34_manifest(run_dir: Path) -> pd.DataFrame | None:
             if value < 0 or math.isinf(value):
                 problems.append(f"{where}: '{col}' {text!r} must be a finite number >= 0")
             row[col] = value
+        day = float(row["collection_day"])  # type: ignore[arg-type]
+        if math.isfinite(day) and day != int(day):
+            problems.append(f"{where}: 'collection_day' {day:g} is not a whole number")
         if row["specimen"] == APHERESIS:
             for col in ("product_ml", "weight_kg"):
                 if not math.isfinite(float(row[col])):  # type: ignore[arg-type]
