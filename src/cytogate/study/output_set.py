@@ -87,6 +87,9 @@ class OutputSet:
         shutil.rmtree(self.staging, ignore_errors=True)
 
     def close(self) -> None:
+        """Release the lock; a set never committed is removed first."""
+        if self.staging.exists():
+            self.abort()
         self.lock.release()
 
     def __enter__(self) -> Path:
