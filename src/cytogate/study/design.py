@@ -257,7 +257,7 @@ def read_manifest(path: Path, run_dir: Path, config: RunConfig) -> Design:
         where = f"{path.name}: line {line}"
         if not any(c.strip() for c in cells):
             continue
-        if len(cells) > len(header):
+        if len(cells) > len(header) and any(c.strip() for c in cells[len(header) :]):
             problems.append(
                 f"{where}: {len(cells)} fields, the header has {len(header)} (a comma in a "
                 "value? quote it)"
