@@ -276,11 +276,86 @@ def eval_umapflow(real: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SIM_BLAST, SIM_LEUKOCYTES = 6, (3, 4, 5, 6)  # the simulator's label codes
+DRAW_TOLERANCE = 0.10  # stained vs isotype blast count of one draw: relative difference
+
+
+def eval_study(run: Path, template: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per file of a SIMULATED study (planted labels in ground_truth/): blast F1 and QC; per
+    draw: stained vs isotype blast counts. Gateable: >= 2 % blasts of leukocytes and the
+    patient's blasts not planted CD45-negative."""
+    labels = np.load(run / "ground_truth" / "labels.npz")
+    manifest = pd.read_csv(run / "manifest.csv")
+    patients = pd.read_csv(run / "ground_truth" / "patients.csv").set_index("patient")
+    tmpl = load_template(template)
+    rows = []
+    for rec in manifest.itertuples():
+        result = gate(read_fcs(run / rec.file), tmpl)
+        truth = labels[rec.file] == SIM_BLAST
+        pred = result.mask("blasts")
+        share = truth.sum() / max(np.isin(labels[rec.file], SIM_LEUKOCYTES).sum(), 1)
+        cd45neg = patients.loc[rec.patient, "kind"] == "cd45_negative"
+        rows.append(
+            {
+                "file": rec.file,
+                "patient": rec.patient,
+                "timepoint": rec.timepoint,
+                "tube": rec.tube,
+                "blast_share": share,
+                "gateable": bool(share >= 0.02 and not cd45neg),
+                "f1": f1(pred, truth)[0],
+                "blasts": int(pred.sum()),
+                "flagged": bool(result.qc("blasts")),
+                "qc": "; ".join(result.qc("blasts")),
+            }
+        )
+    table = pd.DataFrame(rows)
+    wide = table.pivot_table(index=["patient", "timepoint"], columns="tube", values="blasts")
+    draws = wide.reset_index()
+    draws["rel_diff"] = (draws["stained"] - draws["isotype"]).abs() / draws[
+        ["stained", "isotype"]
+    ].max(axis=1).clip(lower=1)
+    return table, draws
+
+
+def print_study(name: str, table: pd.DataFrame, draws: pd.DataFrame) -> None:
+    g = table[table["gateable"]]
+    ok = (g["f1"] >= 0.9) | g["flagged"]
+    print(
+        f"{name}: {len(table)} files, {len(g)} gateable; blast F1 >= 0.9: "
+        f"{100 * np.mean(g['f1'] >= 0.9):.1f}%; F1 >= 0.9 or blast QC flag: {100 * ok.mean():.1f}%;"
+        f" median F1 {g['f1'].median():.3f}; files flagged {int(table['flagged'].sum())}"
+    )
+    bad = g[~ok]
+    if len(bad):
+        print(bad[["file", "blast_share", "f1", "qc"]].round(3).to_string(index=False))
+    low = g[(g["f1"] < 0.9) & g["flagged"]]
+    if len(low):
+        print("  F1 < 0.9 and flagged:")
+        print(low[["file", "blast_share", "f1", "qc"]].round(3).to_string(index=False))
+    within = draws["rel_diff"] <= DRAW_TOLERANCE
+    print(
+        f"  stained vs isotype blast count of one draw: median |diff| "
+        f"{100 * draws['rel_diff'].median():.1f}%, within {100 * DRAW_TOLERANCE:g}%: "
+        f"{int(within.sum())}/{len(draws)}"
+    )
+    if (~within).any():
+        print(draws[~within].round(3).to_string(index=False))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", type=Path, default=DEFAULT_REAL)
     parser.add_argument("--template", default="aml_blasts_cd45_ssc")
     parser.add_argument("--plots", type=Path, default=None)
+    parser.add_argument(
+        "--study",
+        type=Path,
+        action="append",
+        default=[],
+        help="a SIMULATED study folder (with ground_truth/) to score as well; repeatable",
+    )
+    parser.add_argument("--only-studies", action="store_true", help="skip the real samples")
     args = parser.parse_args()
     load = os.getloadavg()
     print(
@@ -288,6 +363,10 @@ def main() -> None:
         f"cores {os.cpu_count()}"
     )
     print(f"template: {args.template}\n")
+    for run in args.study:
+        print_study(str(run), *eval_study(run, args.template))
+    if args.only_studies:
+        return
     pd.set_option("display.width", 200)
     pd.set_option("display.max_columns", 20)
     print("== BD FACSCanto B-ALL marrow (marrow_canto_508): expert per-event gates")
