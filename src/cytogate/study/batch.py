@@ -182,7 +182,37 @@ def process_group(
         if control is not None and group.control is not None:
             c_keys = _keys(group.control)
             out["markers"] += [{**c_keys, **r} for r in c_rows]
+            _flag_draw(out, stained, control, group, template, config)
     return out
+
+
+def _flag_draw(
+    out: dict[str, Any],
+    stained: GatingResult,
+    control: GatingResult,
+    group: SampleGroup,
+    template: Template,
+    config: RunConfig,
+) -> None:
+    """Flag the blasts of both tubes when their blast shares of one draw disagree."""
+    from cytogate.analysis.draw_agreement import draw_disagreement
+
+    blasts = template.roles.get("blasts", "blasts")
+    why = draw_disagreement(
+        stained,
+        control,
+        f"{group.patient} {group.timepoint}",
+        config.control_tube,
+        blasts,
+        template.roles.get("leukocytes", "leukocytes"),
+    )
+    if not why:
+        return
+    for rows in (out["populations"], out["markers"]):
+        for r in rows:
+            if r.get("population") == blasts and "qc_flag" in r:
+                r["qc_flag"] = True
+                r["qc_reason"] = "; ".join(x for x in (r.get("qc_reason"), why) if x)
 
 
 def process_patient(
