@@ -219,7 +219,7 @@ def test_default_template_on_a_simulated_file(tmp_path, template):
     _nontrivial(result)
     assert result.count("blasts") > 500
     if template == "aml_blasts_cd45_ssc":  # fitted gates are ordinary geometries FlowKit gets
-        assert result.gate_of("blasts").kind == "cluster"
+        assert result.gate_of("blasts").kind == "leukomap"
         assert isinstance(result.gate_of("blasts").geometry, Polygon)
     _assert_same(result, _flowkit_masks(result, path))
     # FlowKit's own reading of the file's $SPILLOVER ("FCS" reference) agrees as well
