@@ -10,7 +10,7 @@ import numpy as np
 
 from cytogate.gating import fields as f
 from cytogate.gating.fields import REQUIRED, Entry, Field, field_table
-from cytogate.gating.fitting.base import STAT_SAMPLE, FitContext, FitError, spread, subsample
+from cytogate.gating.fitting.base import STAT_SAMPLE, FitContext, FitError, spread
 
 BOUND_FIELDS = field_table(
     (
@@ -48,9 +48,9 @@ class Bound:
             assert self.value is not None
             return self.value
         dim = self.dim or default_dim
-        values = ctx.values(self.of, dim)
         # statistics of at most 50,000 events (seeded): exact below, precise enough above
-        values = subsample(values[np.isfinite(values)], STAT_SAMPLE, 0)
+        values = ctx.values(self.of, dim, (STAT_SAMPLE, 0))
+        values = values[np.isfinite(values)]
         if values.size < 3:
             raise FitError(f"reference population '{self.of}' has {values.size} events")
         if self.stat == "quantile":
