@@ -480,7 +480,10 @@ class _ParentPoints:
         key = (parent, dims)
         if key not in self._cache:
             index = np.flatnonzero(parent_mask)
-            points = np.column_stack([self._scaled[d][index] for d in dims])
+            # column-major: gates and fits read one dimension at a time
+            points = np.empty((index.size, len(dims)), order="F")
+            for j, d in enumerate(dims):
+                np.take(self._scaled[d], index, out=points[:, j])
             self._cache[key] = (index, points)
         return self._cache[key]
 

