@@ -39,7 +39,7 @@ def _samples(events: int, files: int, seed: int) -> list[tuple[str, object]]:
     from cytogate.io.fcs import read_fcs
     from cytogate.sim.simulate import (
         StudyConfig,
-        _file_rng,
+        file_rng,
         hard_config,
         make_patients,
         simulate_sample,
@@ -58,7 +58,7 @@ def _samples(events: int, files: int, seed: int) -> list[tuple[str, object]]:
             patients = make_patients(config)
         for p in patients[: max(1, files // 2)]:
             sim = simulate_sample(
-                config, p, "baseline", "stained", events, _file_rng(config, p.index, 0, 0)
+                config, p, "baseline", "stained", events, file_rng(config, p.index, 0, 0)
             )
             path = Path(tmp.name) / f"{label}_{p.patient}.fcs"
             out.append((f"{label}/{p.patient}", read_fcs(write_sample(path, sim, config, p))))
