@@ -30,7 +30,13 @@ import numpy as np
 import pandas as pd
 
 from cytogate.io.fcs_writer import atomic_write_bytes, write_fcs
-from cytogate.sim.common import SCATTER_RANGE, SIMULATED_COMMENT, SimulationError, logicle_inverse
+from cytogate.sim.common import (
+    SCATTER_RANGE,
+    SIMULATED_COMMENT,
+    SimulationError,
+    logicle_inverse,
+    uniform,
+)
 from cytogate.sim.files import atomic_text, npz_bytes
 
 __all__ = [
@@ -156,10 +162,6 @@ class CD34Study:
 # ------------------------------------------------------------------ planted values
 
 
-def _between(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
-    return float(bounds[0] + (bounds[1] - bounds[0]) * rng.random())
-
-
 def _loguniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
     lo, hi = bounds
     return float(np.exp(np.log(lo) + (np.log(hi) - np.log(lo)) * rng.random()))
@@ -201,11 +203,7 @@ def planted_patients(config: CD34Config) -> pd.DataFrame:
                     round(_loguniform(rng, config.apheresis_wbc_range)) for _ in range(days)
                 ],
                 "cd34_viability": [
-                    float(
-                        config.cd34_viability_range[0]
-                        + np.ptp(config.cd34_viability_range) * rng.random()
-                    )
-                    for _ in range(days + 1)
+                    uniform(rng, config.cd34_viability_range) for _ in range(days + 1)
                 ],
             }
         )
@@ -488,10 +486,10 @@ def simulate_cd34_study(
         )
         rng = np.random.default_rng([config.seed, 35, k])
         centre = (
-            _between(rng, config.cd34_brightness_range),
-            _between(rng, config.cd34_cd45_range),
+            uniform(rng, config.cd34_brightness_range),
+            uniform(rng, config.cd34_cd45_range),
         )
-        gain = _between(rng, config.scatter_gain_range)
+        gain = uniform(rng, config.scatter_gain_range)
         events, lab = simulate_tube(config, counts, apheresis, rng, centre, gain)
         write_fcs(
             out / tube["file"],
