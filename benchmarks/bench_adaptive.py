@@ -74,7 +74,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from cytogate.gating.engine import gate
-    from cytogate.gating.mixture import fit_mixture
+    from cytogate.gating.fitting.mixture import fit_mixture
     from cytogate.gating.template import load_template
 
     adaptive = load_template("aml_blasts_cd45_ssc")
