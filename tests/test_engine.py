@@ -171,7 +171,7 @@ def test_result_carries_what_was_applied_and_is_built_by_keyword_only():
     from cytogate.gating.engine import GatingResult
     from cytogate.model.transforms import Scale
 
-    sample, x, y = _grid_sample()
+    sample, x, _y = _grid_sample()
     text = TEMPLATE.replace("X: {kind: linear, top: 1}", "X: {kind: linear, top: 2}")
     result = gate(sample, parse_template(text, Path("unit.yaml")))
     # the scale applied per gated marker, as used (X's top is 2: scaled X = x / 2)
