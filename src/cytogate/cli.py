@@ -138,11 +138,17 @@ def gate_command(file: Path, template: str, compensation: str | None, fmt: str) 
 
 
 @cli.command()
+@click.option("--kinds", is_flag=True, help="List the gate kinds and their fields instead.")
 @_user_errors
-def templates() -> None:
-    """List the bundled gating templates."""
+def templates(kinds: bool) -> None:
+    """List the bundled gating templates (or, with --kinds, every gate kind's fields)."""
     from cytogate.gating.template import list_templates, load_template
 
+    if kinds:
+        from cytogate.gating.loader import reference_markdown
+
+        click.echo(reference_markdown())
+        return
     for name, path in list_templates().items():
         tmpl = load_template(path)
         click.echo(f"{name}\t{tmpl.description}\t{path}")
@@ -217,6 +223,12 @@ def templates() -> None:
     default=None,
     help="Patients whose blasts are CD45-negative (default 0, or 1 with --hard).",
 )
+@click.option(
+    "--cd34",
+    is_flag=True,
+    help="Instead: an ISHAGE CD34+ mobilisation cohort (blood and apheresis tubes, counting "
+    "beads, 7-AAD) in three regimen groups, --patients spread over them; see docs/cd34.md.",
+)
 @_user_errors
 def simulate(
     outdir: Path,
@@ -231,10 +243,18 @@ def simulate(
     scatter_gain_level: str | None,
     cd45_channel: str | None,
     cd45_negative_blast_patients: int | None,
+    cd34: bool,
 ) -> None:
     """Write a SIMULATED mobilisation study (FCS 3.1 files, manifest, ground truth)."""
     import dataclasses
     import warnings
+
+    if cd34:
+        _simulate_cd34(outdir, patients, seed, hard or any(
+            v is not None for v in (blast_cd45, blast_ssc, blast_share, scatter_gain,
+                                    scatter_gain_level, cd45_channel, cd45_negative_blast_patients)
+        ))  # fmt: skip
+        return
 
     from cytogate.sim.simulate import StudyConfig, cd45_on_channel, hard_config, simulate_study
 
@@ -304,6 +324,19 @@ def simulate(
     click.echo(
         f"wrote {len(truth.files)} SIMULATED FCS files, manifest.csv and ground_truth/ to {outdir}"
         + (f" ({kinds})" if kinds else "")
+    )
+
+
+def _simulate_cd34(outdir: Path, patients: int, seed: int, blast_options: bool) -> None:
+    from cytogate.sim.cd34 import CD34Config, simulate_cd34_study
+
+    if blast_options:
+        raise click.UsageError("--cd34 does not take --hard or the blast/scatter/CD45 options")
+    config = CD34Config(patients_per_regimen=max(1, -(-patients // 3)), seed=seed)
+    study = simulate_cd34_study(outdir, config)
+    click.echo(
+        f"wrote {len(study.manifest)} SIMULATED CD34 tubes ({len(study.patients)} patients in "
+        f"{', '.join(config.regimens)}), manifest.csv, cytogate.yaml and ground_truth/ to {outdir}"
     )
 
 
@@ -434,6 +467,12 @@ def batch(
             f"plots in {Path(out) / 'plots'}; report: {summary['report']} "
             f"({summary['timings']['total_s']:.1f} s)"
         )
+    if "cd34" in result.extra and not no_plots:  # ISHAGE runs: yield per group
+        from cytogate.viz.cd34_figures import write_cd34_figures
+
+        files = [run_dir / f for f in result.samples["file"]]
+        for path in write_cd34_figures(result.extra["cd34"], files, out):
+            click.echo(f"CD34 figure: {path}")
     sys.exit(result.exit_status)
 
 

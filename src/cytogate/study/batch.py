@@ -68,6 +68,8 @@ class BatchResult:
     written: list[Path] = field(default_factory=list)
     #: patient -> {gate name -> geometry} reused from the baseline (templates with ``pin``)
     pinned: dict[str, dict[str, Geometry]] = field(default_factory=dict)
+    #: tables of a specialised run, e.g. ``cd34`` and ``groups`` for an ISHAGE template
+    extra: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -78,7 +80,7 @@ class BatchResult:
         return EXIT_SOME_FAILED if len(self.failed) else EXIT_OK
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {name: getattr(self, name) for name in TABLES}
+        return {**{name: getattr(self, name) for name in TABLES}, **self.extra}
 
 
 # --------------------------------------------------------------------------- per-group worker
@@ -358,6 +360,9 @@ def _gate_all(
     outputs += [_unreadable_output(path, reason) for path, reason in design.unreadable]
     gated = time.perf_counter()
     result = _assemble(outputs, design, cfg)
+    from cytogate.study.cd34_outputs import cd34_outputs
+
+    result.extra = cd34_outputs(run_path, tmpl, result.populations)  # {} unless ISHAGE
     result.run = _provenance(
         run_path,
         tmpl,

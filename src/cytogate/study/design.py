@@ -1,7 +1,8 @@
 """The experimental design of a run: which file is which patient, timepoint and tube.
 
 A run folder holds FCS files and, usually, ``manifest.csv`` (columns ``file``, ``patient``,
-``timepoint``, ``tube`` and optionally ``wbc_per_ul``, ``beads_per_ul``, ``cohort``). Without a
+``timepoint``, ``tube`` and optionally ``wbc_per_ul``, ``beads_per_ul`` (or ``beads_per_tube``
+and ``sample_ul``), ``cohort``). Without a
 manifest the design comes from FCS keywords or from file-name patterns named in the run config
 (``cytogate.yaml`` in the run folder, or ``--config``). The config also holds the timepoint
 order, the baseline, the comparisons, the MFI statistic, the test and the correction; with no
@@ -294,10 +295,12 @@ def read_manifest(path: Path, run_dir: Path, config: RunConfig) -> Design:
                 f"{seen_samples[key]})"
             )
         numbers = {}
-        for col in ("wbc_per_ul", "beads_per_ul"):
+        for col in ("wbc_per_ul", "beads_per_ul", "beads_per_tube", "sample_ul"):
             numbers[col], problem = _number(rec.get(col, ""), f"{where}: '{col}'")
             if problem:
                 row_problems.append(problem)
+        if numbers["beads_per_ul"] is None and numbers["beads_per_tube"] and numbers["sample_ul"]:
+            numbers["beads_per_ul"] = numbers["beads_per_tube"] / numbers["sample_ul"]
         if row_problems or file_path is None:
             problems.extend(row_problems)
             continue
@@ -467,6 +470,8 @@ def _checked(rows: list[DesignRow], problems: list[str], source: str, config: Ru
 
 
 def _pairing_warnings(design: Design, config: RunConfig) -> Iterable[str]:
+    if not (config.rmfi_markers or config.positivity_markers):
+        return  # no measure needs a control tube (e.g. CD34 enumeration)
     for group in design.groups(config):
         if group.stained is not None and group.control is None:
             yield (
