@@ -251,3 +251,18 @@ def test_unwritable_output_location_fails_before_gating(tmp_path):
     result = CliRunner().invoke(cli, ["batch", str(run), "--out", str(blocker / "out")])
     assert result.exit_code == 2 and "cytogate: error:" in result.output
     assert time.monotonic() - start < 30
+
+
+def test_mixture_grid_is_bounded_in_the_template(tmp_path):
+    import yaml
+
+    from cytogate.errors import TemplateError
+    from cytogate.gating.template import list_templates, load_template
+
+    doc = yaml.safe_load(Path(list_templates()["aml_blasts_cd45_ssc"]).read_text())
+    gate = next(g for g in doc["gates"] if g.get("kind") == "cluster")
+    gate["grid"] = 30_000  # 6.7 GiB of grid before the bound
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(TemplateError, match="field 'grid': an integer from 16 to 2048"):
+        load_template(path)
