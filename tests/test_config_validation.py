@@ -266,3 +266,18 @@ def test_mixture_grid_is_bounded_in_the_template(tmp_path):
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(TemplateError, match="field 'grid': an integer from 16 to 2048"):
         load_template(path)
+
+
+def test_template_alias_bomb_is_one_line(tmp_path):
+    from cytogate.errors import TemplateError
+    from cytogate.gating.template import load_template
+
+    lines = ["x0: &x0 [a, a, a, a, a, a, a, a, a]"]
+    lines += [f"x{i}: &x{i} [{', '.join([f'*x{i - 1}'] * 9)}]" for i in range(1, 9)]
+    lines.append("gates: *x8")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    start = time.monotonic()
+    with pytest.raises(TemplateError, match=r"bomb\.yaml: aliases expand to more than"):
+        load_template(path)
+    assert time.monotonic() - start < 2

@@ -30,6 +30,7 @@ from cytogate.gating.model import PIN_CHOICES, QC_FIELDS, ROOT, GateSpec, QCRule
 from cytogate.model.panel import Marker
 from cytogate.model.transforms import Scale, ScaleAlternatives
 from cytogate.userregex import compile_user_regex
+from cytogate.yamlsafe import load_yaml
 
 TOP_FIELDS = ("name", "description", "version", "panel", "compensation", "scales", "gates", "roles")
 GATE_FIELDS = field_table(
@@ -114,14 +115,13 @@ def load_template(name_or_path: str | Path | Template) -> Template:
 
 def parse_template(raw: bytes | str, path: Path | None = None) -> Template:
     """Parse and validate template text. ``path`` is used in messages and provenance."""
-    import yaml
 
     data = raw.encode() if isinstance(raw, str) else raw
     where = str(path) if path else "<template>"
-    try:
-        doc = yaml.load(data, Loader=_marked_loader())  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise TemplateError(f"{where}: not valid YAML: {exc}") from exc
+    try:  # a SafeLoader subclass, bounded against alias bombs (cytogate.yamlsafe)
+        doc = load_yaml(data, where, _marked_loader())
+    except CytogateError as exc:
+        raise TemplateError(str(exc)) from exc
     if not isinstance(doc, dict):
         raise TemplateError(f"{where}: a template is a YAML mapping with 'panel', 'gates', …")
     top = Entry(doc, where, "")
