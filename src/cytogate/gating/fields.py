@@ -200,12 +200,14 @@ def flag(entry: Entry, name: str, value: Any) -> bool:
     return value
 
 
-def count(low: int) -> Check:
-    """An integer >= ``low``."""
+def count(low: int, high: int | None = None) -> Check:
+    """An integer >= ``low`` (and <= ``high``: bounds what a field may allocate)."""
 
     def check(entry: Entry, name: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise entry.fail(name, f"an integer >= {low} (got {value!r})")
+        if high is not None and value > high:
+            raise entry.fail(name, f"an integer from {low} to {high} (got {value!r})")
         return value
 
     return check

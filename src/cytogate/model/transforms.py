@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from cytogate.errors import TemplateError
+from cytogate.errors import CytogateError, TemplateError
+from cytogate.userregex import compile_user_regex
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -272,10 +272,10 @@ class ScaleAlternatives:
                 )
             for key in ("pnn", "pns"):
                 if key in when:
-                    try:
-                        re.compile(str(when[key]))
-                    except re.error as exc:
-                        raise TemplateError(f"{iwhere}: field 'when.{key}': {exc}") from exc
+                    try:  # the linear-time engine used when matching (cytogate.userregex)
+                        compile_user_regex(str(when[key]), f"{iwhere}: field 'when.{key}'")
+                    except CytogateError as exc:
+                        raise TemplateError(str(exc)) from exc
             if "log_amplified" in when and not isinstance(when["log_amplified"], bool):
                 raise TemplateError(f"{iwhere}: field 'when.log_amplified': true or false")
             scale = Scale.from_spec({k: v for k, v in item.items() if k != "when"}, iwhere)
@@ -305,7 +305,7 @@ def _matches(sample: Sample, index: int, key: str, value: Any) -> bool:
     if key == "log_amplified":
         return (channel_log_amplification(sample, index)[0] > 0) == bool(value)
     text = str(sample.channels[key].iloc[index] or "")
-    return re.search(str(value), text, re.IGNORECASE) is not None
+    return compile_user_regex(str(value), f"scale rule {key}", True).search(text) is not None
 
 
 def compensate(events: np.ndarray, columns: list[int], spillover: np.ndarray) -> np.ndarray:
