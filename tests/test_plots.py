@@ -483,3 +483,39 @@ def test_a_label_placed_away_from_its_gate_gets_a_leader_line_to_that_gate():
     outline_display = ax.transData.transform(np.column_stack(gate_line.get_data()))
     gap = np.min(np.hypot(*(outline_display - end_display).T))
     assert gap < 6  # pixels: the line ends on the blast gate's outline
+
+
+def test_figures_drawn_on_a_reused_layout_match_a_full_draw(group_rows, tmp_path):
+    """The batch draws each file over its layout's cached axes and ticks; the pixels must be
+    those of drawing the whole figure for that file (a label may move by a pixel: its size is
+    measured at the output resolution there)."""
+    from PIL import Image
+
+    from cytogate.viz.render import PlotJob, plot_group
+
+    cfg, tmpl, groups = group_rows
+    plan = MarkerPlan.from_config(cfg)
+    for key in (("P02", "baseline"), ("P05", "24h"), ("P01", "6h")):
+        output = process_group(groups[key], tmpl, cfg)
+        stained, control = output.outcomes
+        rows = tuple(r for r in output.markers if r["tube"] == "stained")
+        job = PlotJob(
+            patient=key[0], timepoint=key[1], stained=stained, control=control, marker_rows=rows
+        )
+        result = plot_group(job, plan, str(tmp_path / "plots"), "png", 80)
+        assert all(not e.error for e in result.entries) and len(result.entries) == 3
+        full = {
+            f"gates/{stained.file.stem}": gate_figure(stained).figure,
+            f"gates/{control.file.stem}": gate_figure(control).figure,
+            f"markers/{stained.file.stem}_markers": marker_figure(stained, control, plan, rows),
+        }
+        for stem, fig in full.items():
+            save_figure(fig, tmp_path / "full" / f"{stem}.png", dpi=80)
+            with (
+                Image.open(tmp_path / "plots" / f"{stem}.png") as a,
+                Image.open(tmp_path / "full" / f"{stem}.png") as b,
+            ):
+                pa, pb = np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB"))
+            assert pa.shape == pb.shape
+            differ = np.any(pa != pb, axis=2).mean()
+            assert differ < 0.002, (stem, differ)  # nothing of the previous file is left

@@ -72,26 +72,35 @@ def save_figure(
     fmt = final.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
         raise ValueError(f"{final}: plot format must be one of {', '.join(FORMATS)}")
-    written = []
     if fmt == "png":
-        image = _render(fig, dpi)
+        return save_image(_render(fig, dpi), final, dpi, thumbnail, thumbnail_width)
+    metadata = {"Date": None} if fmt == "svg" else {"CreationDate": None}
+    written = [_atomic(final, lambda p: fig.savefig(p, format=fmt, dpi=dpi, metadata=metadata))]
+    if thumbnail is not None:
+        image = _render(fig, max(40, int(thumbnail_width / fig.get_figwidth()) + 1))
+        written += save_image(image, None, dpi, thumbnail, thumbnail_width)
+    return written
+
+
+def save_image(
+    image: Any,
+    path: str | os.PathLike[str] | None,
+    dpi: int,
+    thumbnail: str | os.PathLike[str] | None = None,
+    thumbnail_width: int = 520,
+) -> list[Path]:
+    """Write rendered pixels (a PIL image) as PNG, and a thumbnail of them, atomically."""
+    written = []
+    if path is not None:
         written.append(
             _atomic(
-                final,
+                Path(path),
                 lambda p: image.save(
                     p, format="PNG", dpi=(dpi, dpi), compress_level=PNG_COMPRESS_LEVEL
                 ),
             )
         )
-    else:
-        image = None
-        metadata = {"Date": None} if fmt == "svg" else {"CreationDate": None}
-        written.append(
-            _atomic(final, lambda p: fig.savefig(p, format=fmt, dpi=dpi, metadata=metadata))
-        )
     if thumbnail is not None:
-        if image is None:
-            image = _render(fig, max(40, int(thumbnail_width / fig.get_figwidth()) + 1))
         thumb = _thumbnail(image, thumbnail_width)
         written.append(
             _atomic(

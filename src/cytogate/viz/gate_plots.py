@@ -214,6 +214,58 @@ def _cmap():
     return matplotlib.colormaps[CMAP].with_extremes(bad="white")
 
 
+@dataclass(frozen=True)
+class GateLayout:
+    """Where a gate figure's panels go and their axes: what files with the same layout share."""
+
+    plans: tuple[_PanelPlan, ...]
+    notes: tuple[str, ...]
+    axes: tuple[tuple[AxisInfo, AxisInfo | None], ...]  # per panel: x, y (None: histogram)
+    size: tuple[float, float]  # inches
+    rects: tuple[tuple[float, float, float, float], ...]  # per panel, figure fraction
+    left: float  # figure fraction where titles and the footer start
+
+    @property
+    def key(self) -> str | None:
+        """Equal for figures whose static part (axes, ticks, axis labels) is the same; None
+        when a panel's axis depends on its data (a histogram's count axis)."""
+        if any(y is None for _, y in self.axes):
+            return None
+        return repr((self.size, self.rects, self.axes))
+
+
+def gate_layout(view: EventView) -> GateLayout:
+    plans, notes = plan_panels(view)
+    n = max(1, len(plans))
+    panel_w, left, gap, right = 2.75, 0.62, 0.62, 0.2
+    top, bottom, height = 1.05, 0.75, 2.75
+    width = left + n * panel_w + (n - 1) * gap + right
+    fig_h = top + height + bottom
+    rects = tuple(
+        ((left + i * (panel_w + gap)) / width, bottom / fig_h, panel_w / width, height / fig_h)
+        for i in range(len(plans))
+    )
+    axes = []
+    for plan in plans:
+        xa = axis_for(view, plan.dims[0], view.scaled_values(plan.dims[0], plan.parent))
+        ya = None
+        if len(plan.dims) == 2:
+            ya = axis_for(view, plan.dims[1], view.scaled_values(plan.dims[1], plan.parent))
+        axes.append((xa, ya))
+    return GateLayout(tuple(plans), tuple(notes), tuple(axes), (width, fig_h), rects, left / width)
+
+
+def gate_static(layout: GateLayout) -> Figure:
+    """The figure with its panels' axes, ticks and axis labels, and nothing of a file's own."""
+    fig = new_figure(*layout.size)
+    for rect, (xa, ya) in zip(layout.rects, layout.axes, strict=True):
+        ax = fig.add_axes(rect)
+        set_axis(ax, xa, "x")
+        if ya is not None:
+            set_axis(ax, ya, "y")
+    return fig
+
+
 def gate_figure(
     source: EventView | GatingResult | FileOutcome,
     *,
@@ -226,51 +278,53 @@ def gate_figure(
     and each population's name, event count and % of parent. See :func:`plan_panels`.
     """
     view = view_of(source)
+    layout = gate_layout(view)
+    fig = gate_static(layout)
+    infos = draw_gates(fig, view, layout, title=title, simulated=simulated)
+    return GateFigure(fig, infos)
+
+
+def draw_gates(
+    fig: Figure,
+    view: EventView,
+    layout: GateLayout,
+    *,
+    title: str | None = None,
+    simulated: bool | None = None,
+) -> tuple[PanelInfo, ...]:
+    """Draw ``view``'s own part (densities, gates, labels, titles) on ``gate_static(layout)``."""
     if simulated is None:
         simulated = view.simulated
-    plans, notes = plan_panels(view)
-    n = max(1, len(plans))
-    panel_w, left, gap, right = 2.75, 0.62, 0.62, 0.2
-    top, bottom, height = 1.05, 0.75, 2.75
-    width = left + n * panel_w + (n - 1) * gap + right
-    fig_h = top + height + bottom
-    fig = new_figure(width, fig_h)
+    width, fig_h = layout.size
     heading, subheading = _sample_heading(view)
-    draw_header(fig, left / width, title or heading, subheading, simulated)
+    draw_header(fig, layout.left, title or heading, subheading, simulated)
     infos, labels = [], []
-    for i, plan in enumerate(plans):
-        ax = fig.add_axes(
-            (
-                (left + i * (panel_w + gap)) / width,
-                bottom / fig_h,
-                panel_w / width,
-                height / fig_h,
-            )
-        )
-        info, label_panel = _draw_panel(ax, view, plan)
+    for ax, plan, (xa, ya) in zip(fig.axes, layout.plans, layout.axes, strict=True):
+        info, label_panel = _draw_panel(ax, view, plan, xa, ya)
         infos.append(info)
         labels.append(label_panel)
-    if not plans:
+    if not layout.plans:
         fig.text(0.5, 0.5, "no gate with a picture (all gates skipped or boolean)", ha="center")
     foot = [
         "Density: every event of the plotted (parent) population, 2-D histogram, log colour "
         f"scale ({CMAP}); events beyond the axes are counted in the edge bins. "
         "Labels: population, events, % of parent."
     ]
-    foot += notes
+    foot += layout.notes
     for g in view.gates:  # adaptive gates whose fit is in doubt say why
         foot += [f"QC flag on {g.name}: {reason}" for reason in g.qc]
+    right = 0.2
     fig.text(
-        left / width,
+        layout.left,
         0.06 / fig_h,
-        wrap_text(foot, width - left - right, 6),
+        wrap_text(foot, width - layout.left * width - right, 6),
         ha="left",
         va="bottom",
         fontsize=6,
         color="#444444",
     )
     place_labels(fig, labels)
-    return GateFigure(fig, tuple(infos))
+    return tuple(infos)
 
 
 def _sample_heading(view: EventView) -> tuple[str, str]:
@@ -286,22 +340,19 @@ def _sample_heading(view: EventView) -> tuple[str, str]:
     return title, sub
 
 
-def _draw_panel(ax: Axes, view: EventView, plan: _PanelPlan) -> tuple[PanelInfo, LabelPanel]:
+def _draw_panel(
+    ax: Axes, view: EventView, plan: _PanelPlan, xa: AxisInfo, ya: AxisInfo | None
+) -> tuple[PanelInfo, LabelPanel]:
     parent = plan.parent
     n_parent = view.count(parent)
     xvals = view.scaled_values(plan.dims[0], parent)
-    xa = axis_for(view, plan.dims[0], xvals)
-    info = PanelInfo(ax, parent, xa, None, n_events=n_parent)
+    info = PanelInfo(ax, parent, xa, ya, n_events=n_parent)
     labels = LabelPanel(ax, x_limits=xa.limits)
-    if len(plan.dims) == 2:
+    if ya is not None:
         yvals = view.scaled_values(plan.dims[1], parent)
-        ya = axis_for(view, plan.dims[1], yvals)
-        info.y = ya
         hist, info.off_scale = _density(ax, xvals, yvals, xa, ya)
         info.histogram = labels.histogram = hist
         labels.y_limits = ya.limits
-        set_axis(ax, xa, "x")
-        set_axis(ax, ya, "y")
         limits = [xa.limits, ya.limits]
     else:
         info.histogram, info.off_scale = _histogram(ax, xvals, xa)
@@ -334,7 +385,6 @@ def _histogram(ax: Axes, xvals: np.ndarray, xa: AxisInfo) -> tuple[np.ndarray, i
     off = int(np.count_nonzero(xc != xvals))
     counts, edges = np.histogram(xc, bins=_bins(xvals.size), range=xa.limits)
     ax.stairs(counts, edges, fill=True, color="#5b7db1", alpha=0.8, gid="density")
-    set_axis(ax, xa, "x")
     ax.set_ylabel("events per bin")
     ax.set_ylim(0, max(1, counts.max()) * 1.25)
     ax.tick_params(axis="y", labelsize=7)

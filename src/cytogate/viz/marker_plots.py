@@ -10,12 +10,13 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cytogate.errors import PanelError
-from cytogate.viz.axes import axis_for, set_axis
+from cytogate.viz.axes import AxisInfo, axis_for, set_axis
 from cytogate.viz.events import EventView, view_of
 from cytogate.viz.figure import (
     CONTROL_COLOUR,
@@ -34,6 +35,77 @@ if TYPE_CHECKING:  # pragma: no cover
     from cytogate.analysis.quantify import MarkerPlan
     from cytogate.gating.engine import GatingResult
     from cytogate.study.outcome import FileOutcome
+
+
+@dataclass(frozen=True)
+class MarkerLayout:
+    """Panels of a marker figure: one per marker, with its x axis (None: not in the file)."""
+
+    population: str
+    markers: tuple[str, ...]
+    axes: tuple[AxisInfo | None, ...]
+    problems: tuple[str, ...]  # why a panel has no axis
+    size: tuple[float, float]
+    rects: tuple[tuple[float, float, float, float], ...]
+    left: float
+
+    @property
+    def key(self) -> str | None:
+        if any(a is None for a in self.axes):
+            return None
+        return repr((self.size, self.rects, self.axes))
+
+
+def marker_layout(
+    stained: EventView, plan: MarkerPlan, rows: Iterable[Mapping[str, Any]], population: str
+) -> tuple[MarkerLayout, dict[str, dict[str, Any]]]:
+    """The layout, and the stained tube's markers.csv row of each plotted marker."""
+    by_marker = {r["marker"]: dict(r) for r in rows if r["population"] == population}
+    markers = [m for m in plan.markers if m in by_marker]
+    n = max(1, len(markers))
+    panel_w, left, gap, right, top, bottom, height = 2.6, 0.55, 0.55, 0.2, 0.75, 0.75, 2.3
+    width = left + n * panel_w + (n - 1) * gap + right
+    fig_h = top + height + bottom
+    axes: list[AxisInfo | None] = []
+    problems = []
+    for marker in markers:
+        try:
+            axes.append(axis_for(stained, marker, stained.scaled_values(marker, population)))
+            problems.append("")
+        except (PanelError, KeyError) as exc:
+            axes.append(None)
+            problems.append(f"{marker}: {exc}")
+    rects = tuple(
+        ((left + i * (panel_w + gap)) / width, bottom / fig_h, panel_w / width, height / fig_h)
+        for i in range(len(markers))
+    )
+    layout = MarkerLayout(
+        population,
+        tuple(markers),
+        tuple(axes),
+        tuple(problems),
+        (width, fig_h),
+        rects,
+        left / width,
+    )
+    return layout, by_marker
+
+
+def marker_static(layout: MarkerLayout) -> Figure:
+    """The figure with the panels' axes, ticks and axis labels."""
+    fig = new_figure(*layout.size)
+    for rect, axis, problem in zip(layout.rects, layout.axes, layout.problems, strict=True):
+        ax = fig.add_axes(rect)
+        if axis is None:
+            ax.text(0.5, 0.5, wrap_text([problem], 2.4, 6), ha="center", va="center", fontsize=6)
+            ax.set_axis_off()
+            continue
+        set_axis(ax, axis, "x")
+        ax.set_ylim(0, 175)
+        ax.set_yticks([0, 50, 100])
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set_ylabel("% of mode", fontsize=7)
+    return fig
 
 
 def marker_figure(
@@ -56,34 +128,43 @@ def marker_figure(
     """
     s_view = view_of(stained)
     c_view = view_of(control) if control is not None else None
-    population = population or plan.populations[0]
+    layout, by_marker = marker_layout(s_view, plan, rows, population or plan.populations[0])
+    fig = marker_static(layout)
+    draw_markers(fig, s_view, c_view, plan, by_marker, layout, simulated=simulated, title=title)
+    return fig
+
+
+def draw_markers(
+    fig: Figure,
+    stained: EventView,
+    control: EventView | None,
+    plan: MarkerPlan,
+    by_marker: Mapping[str, dict[str, Any]],
+    layout: MarkerLayout,
+    *,
+    simulated: bool | None = None,
+    title: str | None = None,
+) -> None:
+    """Draw the files' own part (histograms, MFI lines, numbers) on ``marker_static(layout)``."""
     if simulated is None:
-        simulated = s_view.simulated
-    by_marker = {r["marker"]: dict(r) for r in rows if r["population"] == population}
-    markers = [m for m in plan.markers if m in by_marker]
-    n = max(1, len(markers))
-    panel_w, left, gap, right, top, bottom, height = 2.6, 0.55, 0.55, 0.2, 0.75, 0.75, 2.3
-    width = left + n * panel_w + (n - 1) * gap + right
-    fig_h = top + height + bottom
-    fig = new_figure(width, fig_h)
-    c_name = c_view.name if c_view is not None else "(no control tube)"
+        simulated = stained.simulated
+    population = layout.population
+    c_name = control.name if control is not None else "(no control tube)"
     draw_header(
         fig,
-        left / width,
-        title or f"{s_view.name}  —  markers on {population}",
-        f"stained tube {s_view.name} vs control tube {c_name}",
+        layout.left,
+        title or f"{stained.name}  —  markers on {population}",
+        f"stained tube {stained.name} vs control tube {c_name}",
         simulated,
     )
-    for i, marker in enumerate(markers):
-        ax = fig.add_axes(
-            ((left + i * (panel_w + gap)) / width, bottom / fig_h, panel_w / width, height / fig_h)
-        )
-        _marker_panel(ax, s_view, c_view, marker, population, by_marker[marker], plan)
-    if not markers:
+    for ax, marker, axis in zip(fig.axes, layout.markers, layout.axes, strict=True):
+        if axis is not None:
+            _marker_panel(ax, stained, control, marker, axis, population, by_marker[marker], plan)
+    if not layout.markers:
         fig.text(0.5, 0.5, "no markers to plot", ha="center")
     fig.text(
-        left / width,
-        0.06 / fig_h,
+        layout.left,
+        0.06 / layout.size[1],
         f"Histograms normalised to their mode; MFI = {plan.statistic} of compensated linear "
         f"intensities; RMFI = MFI(stained) / MFI({'control'}); threshold = "
         f"p{plan.percentile:g} of the control tube.",
@@ -92,7 +173,6 @@ def marker_figure(
         fontsize=6,
         color="#444444",
     )
-    return fig
 
 
 def _marker_panel(
@@ -100,19 +180,12 @@ def _marker_panel(
     stained: EventView,
     control: EventView | None,
     marker: str,
+    axis: AxisInfo,
     population: str,
     row: dict[str, Any],
     plan: MarkerPlan,
 ) -> None:
-    try:
-        s_vals = stained.scaled_values(marker, population)
-        axis = axis_for(stained, marker, s_vals)
-    except (PanelError, KeyError) as exc:
-        ax.text(
-            0.5, 0.5, wrap_text([f"{marker}: {exc}"], 2.4, 6), ha="center", va="center", fontsize=6
-        )
-        ax.set_axis_off()
-        return
+    s_vals = stained.scaled_values(marker, population)
     c_vals = None
     if control is not None:
         try:
@@ -144,11 +217,6 @@ def _marker_panel(
             label=f"{tube} (n={size:,})",
             gid=f"hist:{label}",
         )
-    set_axis(ax, axis, "x")
-    ax.set_ylim(0, 175)
-    ax.set_yticks([0, 50, 100])
-    ax.tick_params(axis="y", labelsize=7)
-    ax.set_ylabel("% of mode", fontsize=7)
     ax.set_title(f"{marker} on {population}", fontsize=8, loc="left")
     stat = plan.statistic
     c_tube = _tube_name(control)

@@ -16,18 +16,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from cytogate.viz.figure import DPI, FORMATS, THUMB_WIDTH, PlotError, error_text, save_figure
-from cytogate.viz.gate_plots import gate_figure
-from cytogate.viz.marker_plots import marker_figure
+from cytogate.viz.figure import (
+    DPI,
+    FORMATS,
+    THUMB_WIDTH,
+    PlotError,
+    error_text,
+    save_figure,
+    save_image,
+)
+from cytogate.viz.gate_plots import draw_gates, gate_figure, gate_layout, gate_static
+from cytogate.viz.layouts import LayoutCache
+from cytogate.viz.marker_plots import draw_markers, marker_figure, marker_layout, marker_static
+from cytogate.viz.timecourse import TimecourseEntry, TimecourseTask, draw_timecourse
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
     from cytogate.analysis.quantify import MarkerPlan
     from cytogate.study.outcome import FileOutcome
+    from cytogate.viz.events import EventView
 
 #: Sub-folders of ``plots/``.
 GATES_DIR, MARKERS_DIR, THUMBS_DIR = "gates", "markers", "thumbs"
+
+#: This process's figure layouts (a worker draws many files of the same layout).
+_LAYOUTS = LayoutCache()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,6 +106,20 @@ def plot_jobs(
     return jobs
 
 
+def plot_task(
+    task: PlotJob | TimecourseTask,
+    plan: MarkerPlan,
+    plots_dir: str,
+    fmt: str = "png",
+    dpi: int = DPI,
+    figure_dpi: int = DPI,
+) -> PlotJobResult | TimecourseEntry:
+    """Worker: a sample group's figures, or one time-course figure (one pool draws both)."""
+    if isinstance(task, TimecourseTask):
+        return draw_timecourse(task, plots_dir, fmt, figure_dpi)
+    return plot_group(task, plan, plots_dir, fmt, dpi)
+
+
 def plot_group(
     job: PlotJob, plan: MarkerPlan, plots_dir: str, fmt: str = "png", dpi: int = DPI
 ) -> PlotJobResult:
@@ -116,8 +144,7 @@ def plot_group(
         }
         try:
             view = EventView.from_outcome(outcome)
-            fig = gate_figure(view).figure
-            paths = _save(fig, root, GATES_DIR, outcome.file.stem, fmt, dpi)
+            paths = _draw_gates(view, root, outcome.file.stem, fmt, dpi)
             views["stained" if outcome is job.stained else "control"] = view
             counts = {
                 p: (outcome.counts[p], outcome.pct_parent(p), outcome.parents[p])
@@ -144,19 +171,66 @@ def plot_group(
             "tube": job.stained.tube,
         }
         try:
-            fig = marker_figure(stained, views.get("control"), plan, job.marker_rows)
             stem = f"{job.stained.file.stem}_markers"
-            paths = _save(fig, root, MARKERS_DIR, stem, fmt, dpi)
+            paths = _draw_markers(stained, views.get("control"), plan, job, root, stem, fmt, dpi)
             entries.append(PlotEntry(kind="markers", **base, **paths, simulated=stained.simulated))
         except Exception as exc:
             entries.append(PlotEntry(kind="markers", **base, error=error_text(exc)))
     return PlotJobResult(entries=tuple(entries), seconds=time.perf_counter() - start)
 
 
+def _draw_gates(view: EventView, root: Path, stem: str, fmt: str, dpi: int) -> dict[str, str]:
+    """The gate figure of ``view``, on a reused layout when it is a PNG with a shared one."""
+    layout = gate_layout(view)
+    if fmt != "png" or layout.key is None:
+        return _save(gate_figure(view).figure, root, GATES_DIR, stem, fmt, dpi)
+    image = _LAYOUTS.render(
+        ("gates", layout.key),
+        lambda: gate_static(layout),
+        lambda fig: draw_gates(fig, view, layout),
+        dpi,
+    )
+    return _save_png(image, root, GATES_DIR, stem, dpi)
+
+
+def _draw_markers(
+    stained: EventView,
+    control: EventView | None,
+    plan: MarkerPlan,
+    job: PlotJob,
+    root: Path,
+    stem: str,
+    fmt: str,
+    dpi: int,
+) -> dict[str, str]:
+    population = plan.populations[0]
+    layout, by_marker = marker_layout(stained, plan, job.marker_rows, population)
+    if fmt != "png" or layout.key is None:
+        fig = marker_figure(stained, control, plan, job.marker_rows)
+        return _save(fig, root, MARKERS_DIR, stem, fmt, dpi)
+    image = _LAYOUTS.render(
+        ("markers", layout.key),
+        lambda: marker_static(layout),
+        lambda fig: draw_markers(fig, stained, control, plan, by_marker, layout),
+        dpi,
+    )
+    return _save_png(image, root, MARKERS_DIR, stem, dpi)
+
+
 def _save(fig: Figure, root: Path, sub: str, stem: str, fmt: str, dpi: int) -> dict[str, str]:
     full = root / sub / f"{stem}.{fmt}"
     thumb = root / THUMBS_DIR / f"{stem}.png"
     save_figure(fig, full, dpi=dpi, thumbnail=thumb, thumbnail_width=THUMB_WIDTH)
+    return {
+        "path": f"{root.name}/{sub}/{full.name}",
+        "thumb": f"{root.name}/{THUMBS_DIR}/{thumb.name}",
+    }
+
+
+def _save_png(image: Any, root: Path, sub: str, stem: str, dpi: int) -> dict[str, str]:
+    full = root / sub / f"{stem}.png"
+    thumb = root / THUMBS_DIR / f"{stem}.png"
+    save_image(image, full, dpi, thumbnail=thumb, thumbnail_width=THUMB_WIDTH)
     return {
         "path": f"{root.name}/{sub}/{full.name}",
         "thumb": f"{root.name}/{THUMBS_DIR}/{thumb.name}",

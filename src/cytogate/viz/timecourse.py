@@ -236,6 +236,91 @@ class TimecourseEntry:
     preview: str
     patients_path: str
     patients_preview: str
+    seconds: float = 0.0  # drawing time, in the process that drew it
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimecourseTask:
+    """One time-course figure to draw (both versions), with the tables it reads."""
+
+    name: str
+    measures: tuple[Measure, ...]
+    timecourse: pd.DataFrame
+    stats: pd.DataFrame
+    timepoints: tuple[str, ...]
+    baseline: str
+    simulated: bool
+
+
+def timecourse_tasks(
+    timecourse: pd.DataFrame,
+    stats: pd.DataFrame,
+    measures: Iterable[Measure],
+    timepoints: Sequence[str],
+    baseline: str,
+    simulated: bool = False,
+) -> list[TimecourseTask]:
+    """The run's time-course figures, each with only its measures' rows."""
+    if timecourse.empty or stats.empty:
+        return []
+    present = set(timecourse["measure"].unique())
+    tasks = []
+    for name, group in timecourse_groups(m for m in measures if m.name in present).items():
+        names = [m.name for m in group]
+        tasks.append(
+            TimecourseTask(
+                name=name,
+                measures=tuple(group),
+                timecourse=timecourse[timecourse["measure"].isin(names)],
+                stats=stats[stats["measure"].isin(names)],
+                timepoints=tuple(timepoints),
+                baseline=baseline,
+                simulated=simulated,
+            )
+        )
+    return tasks
+
+
+def draw_timecourse(
+    task: TimecourseTask, plots_dir: str | os.PathLike[str], fmt: str = "png", dpi: int = DPI
+) -> TimecourseEntry:
+    """Write one time-course figure, mean ± SEM and with per-patient lines, into plots_dir."""
+    import time
+
+    start = time.perf_counter()
+    root = Path(plots_dir)
+    paths: dict[str, str] = {}
+    width = 0.0
+    for suffix, per_patient in (("", False), ("_patients", True)):
+        fig = timecourse_figure(
+            task.timecourse,
+            task.stats,
+            task.measures,
+            task.timepoints,
+            task.baseline,
+            overlay=(task.name == "mobilisation"),
+            per_patient=per_patient,
+            simulated=task.simulated,
+            title=TITLES.get(task.name),
+        )
+        stem = f"timecourse_{task.name}{suffix}"
+        full = root / f"{stem}.{fmt}"
+        preview = root / THUMBS_DIR / f"{stem}.png" if fmt == "pdf" else None
+        save_figure(fig, full, dpi=dpi, thumbnail=preview, thumbnail_width=1200)
+        key = "patients_" if per_patient else ""
+        width = fig.get_figwidth()
+        paths[f"{key}path"] = f"{root.name}/{full.name}"
+        paths[f"{key}preview"] = (
+            f"{root.name}/{THUMBS_DIR}/{preview.name}" if preview else paths[f"{key}path"]
+        )
+    return TimecourseEntry(
+        name=task.name,
+        title=TITLES.get(task.name, task.name),
+        measures=task.measures,
+        width_in=width,
+        seconds=time.perf_counter() - start,
+        **paths,
+    )
 
 
 def plot_timecourses(
@@ -249,44 +334,6 @@ def plot_timecourses(
     dpi: int = DPI,
     simulated: bool = False,
 ) -> list[TimecourseEntry]:
-    """Write the time-course figures (mean ± SEM, and with per-patient lines) into plots_dir."""
-    root = Path(plots_dir)
-    if timecourse.empty or stats.empty:
-        return []
-    present = set(timecourse["measure"].unique())
-    entries = []
-    for name, group in timecourse_groups(m for m in measures if m.name in present).items():
-        paths: dict[str, str] = {}
-        width = 0.0
-        for suffix, per_patient in (("", False), ("_patients", True)):
-            fig = timecourse_figure(
-                timecourse,
-                stats,
-                group,
-                timepoints,
-                baseline,
-                overlay=(name == "mobilisation"),
-                per_patient=per_patient,
-                simulated=simulated,
-                title=TITLES.get(name),
-            )
-            stem = f"timecourse_{name}{suffix}"
-            full = root / f"{stem}.{fmt}"
-            preview = root / THUMBS_DIR / f"{stem}.png" if fmt == "pdf" else None
-            save_figure(fig, full, dpi=dpi, thumbnail=preview, thumbnail_width=1200)
-            key = "patients_" if per_patient else ""
-            width = fig.get_figwidth()
-            paths[f"{key}path"] = f"{root.name}/{full.name}"
-            paths[f"{key}preview"] = (
-                f"{root.name}/{THUMBS_DIR}/{preview.name}" if preview else paths[f"{key}path"]
-            )
-        entries.append(
-            TimecourseEntry(
-                name=name,
-                title=TITLES.get(name, name),
-                measures=tuple(group),
-                width_in=width,
-                **paths,
-            )
-        )
-    return entries
+    """Write every time-course figure of a run into plots_dir (in this process)."""
+    tasks = timecourse_tasks(timecourse, stats, measures, timepoints, baseline, simulated)
+    return [draw_timecourse(t, plots_dir, fmt, dpi) for t in tasks]
