@@ -66,6 +66,7 @@ class FileOutcome:
     """One file of the run: its design keys, status, and what the gating applied to it."""
 
     file: Path
+    name: str = ""  # how the tables name the file (relative to the run folder)
     patient: str
     timepoint: str
     tube: str
@@ -83,6 +84,10 @@ class FileOutcome:
     parents: Mapping[str, str] = field(default_factory=dict)
     qc: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # flagged populations
     keywords: Mapping[str, str] = field(default_factory=dict)  # CYTOGATE_* design keywords
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.file.name)
 
     @property
     def ok(self) -> bool:
@@ -135,9 +140,16 @@ class GroupOutput:
 _DESIGN_KEYWORDS = ("CYTOGATE_PATIENT", "CYTOGATE_TIMEPOINT", "CYTOGATE_TUBE", "CYTOGATE_SIMULATED")
 
 
-def failed_outcome(file: Path, patient: str, timepoint: str, tube: str, error: str) -> FileOutcome:
+def failed_outcome(row: Any, error: str) -> FileOutcome:
+    """The outcome of a design row (:class:`~cytogate.study.design.DesignRow`) not gated."""
     return FileOutcome(
-        file=file, patient=patient, timepoint=timepoint, tube=tube, status="failed", error=error
+        file=row.file,
+        name=row.name,
+        patient=row.patient,
+        timepoint=row.timepoint,
+        tube=row.tube,
+        status="failed",
+        error=error,
     )
 
 
@@ -145,6 +157,7 @@ def record_outcome(
     result: GatingResult,
     *,
     file: Path | None = None,
+    name: str = "",
     patient: str = "",
     timepoint: str = "",
     tube: str = "",
@@ -156,8 +169,10 @@ def record_outcome(
     sample = result.sample
     gates = tuple(_gate_record(g) for g in result.gates)
     cmap = dict(channel_map if channel_map is not None else result.channel_map())
+    path = Path(file) if file is not None else sample.path
     return FileOutcome(
-        file=Path(file) if file is not None else sample.path,
+        file=path,
+        name=name or path.name,
         patient=patient,
         timepoint=timepoint,
         tube=tube,

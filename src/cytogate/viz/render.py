@@ -100,7 +100,7 @@ def plot_jobs(
                 timepoint=timepoint,
                 stained=stained,
                 control=tubes.get(control_tube),
-                marker_rows=tuple(rows.get(stained.file.name, ())) if stained else (),
+                marker_rows=tuple(rows.get(stained.name, ())) if stained else (),
             )
         )
     return jobs
@@ -137,7 +137,7 @@ def plot_group(
         if outcome is None:
             continue
         base = {
-            "file": outcome.file.name,
+            "file": outcome.name,
             "patient": job.patient,
             "timepoint": job.timepoint,
             "tube": outcome.tube,
@@ -165,7 +165,7 @@ def plot_group(
     stained = views.get("stained")
     if stained is not None and job.stained is not None:
         base = {
-            "file": job.stained.file.name,
+            "file": job.stained.name,
             "patient": job.patient,
             "timepoint": job.timepoint,
             "tube": job.stained.tube,
@@ -255,10 +255,9 @@ def plot_sample(
     its suffix picks the format (png, svg, pdf). The marker figure goes next to it, named
     ``…_markers`` with the same suffix. Returns the files written.
     """
-    from cytogate.analysis.quantify import MarkerPlan, marker_rows
+    from cytogate.analysis.quantify import MarkerPlan, marker_reference, marker_rows
     from cytogate.gating.engine import gate
     from cytogate.io.fcs import read_fcs
-    from cytogate.study.batch import marker_reference
     from cytogate.study.design import RunConfig
 
     target = Path(out) if out is not None else Path.cwd() / f"{Path(file).stem}_gates.png"
@@ -271,10 +270,9 @@ def plot_sample(
     result = gate(read_fcs(file), template, compensation=compensation)
     jobs = [(gate_figure(result).figure, target)]
     if control is not None:
-        config = RunConfig()
-        reference = marker_reference(result, config)
+        plan = MarkerPlan.from_config(RunConfig())
+        reference = marker_reference(result, plan)
         c_result = gate(read_fcs(control), template, compensation=compensation, reference=reference)
-        plan = MarkerPlan.from_config(config)
         rows, _ = marker_rows(result, c_result, plan)
         stem = target.stem.removesuffix("_gates")
         jobs.append(
