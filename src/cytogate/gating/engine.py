@@ -85,6 +85,8 @@ class GatingResult:
         self._parents = parents
         self._reference = dict(reference or {})
         self._dependencies = dependencies or {}
+        #: events left out of every gate because they hold NaN/inf (see Sample.nonfinite)
+        self.excluded_nonfinite = 0
 
     # ----------------------------------------------------------------- populations
     @property
@@ -251,7 +253,9 @@ def gate(
     masks: dict[str, np.ndarray] = {}
     parents: dict[str, str] = {}
     applied: list[AppliedGate] = []
-    all_events = np.ones(sample.n_events, dtype=bool)
+    # Events holding NaN/inf (counted per channel by the reader) are left out of the root: one
+    # such value spreads through compensation into every gating channel of that event.
+    all_events = sample.finite_mask()
     points_of = _ParentPoints(scaled)
     context = _FitContext(sample, tmpl, comp, markers, scaled, masks, reference)
 
@@ -307,7 +311,7 @@ def gate(
             )
         )
 
-    return GatingResult(
+    result = GatingResult(
         sample,
         tmpl,
         comp,
@@ -321,6 +325,8 @@ def gate(
         reference,
         {g.name: g.qc_sources() for g in tmpl.gates},
     )
+    result.excluded_nonfinite = int(sample.n_events - np.count_nonzero(all_events))
+    return result
 
 
 def _fit(
@@ -522,12 +528,18 @@ def _compensate(
             return Compensation(sample.events, [], None), "none", None
         if choice == "file":
             if sample.spillover is None:
+                if sample.spillover_error:
+                    raise GatingError(f"{sample.path.name}: {sample.spillover_error}")
                 return (
                     Compensation(sample.events, [], None),
                     "none (the file has no spillover keyword)",
                     None,
                 )
             matrix, note = sample.spillover, "file spillover keyword"
+            if sample.spillover_columns is not None:  # resolved by the reader (duplicate $PnN)
+                columns = list(sample.spillover_columns)
+                comp = _compensation(sample, columns, matrix, note)
+                return comp, f"{note} ({len(columns)} ch)", matrix
         else:
             matrix, note = read_spillover_csv(choice), f"matrix {choice}"
     else:
@@ -540,10 +552,21 @@ def _compensate(
             f"{sample.path.name}: spillover ({note}) names channel(s) {', '.join(missing)} "
             f"not in the file (channels: {', '.join(pnn)})"
         )
+    shared = sorted({n for n in names if pnn.count(n) > 1})
+    if shared:
+        raise GatingError(
+            f"{sample.path.name}: spillover ({note}) names channel(s) {', '.join(shared)} that "
+            "several channels of the file share ($PnN); cannot tell which to compensate"
+        )
     columns = [pnn.index(n) for n in names]
     matrix = matrix.loc[names, names] if list(matrix.index) == list(matrix.columns) else matrix
+    return _compensation(sample, columns, matrix, note), f"{note} ({len(names)} ch)", matrix
+
+
+def _compensation(
+    sample: Sample, columns: list[int], matrix: pd.DataFrame, note: str
+) -> Compensation:
     try:
-        comp = Compensation(sample.events, columns, matrix.to_numpy(dtype=np.float64))
+        return Compensation(sample.events, columns, matrix.to_numpy(dtype=np.float64))
     except np.linalg.LinAlgError as exc:
         raise GatingError(f"{sample.path.name}: spillover ({note}) is singular: {exc}") from exc
-    return comp, f"{note} ({len(names)} ch)", matrix

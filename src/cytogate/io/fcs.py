@@ -61,6 +61,8 @@ import math
 import os
 import re
 import threading
+from itertools import pairwise
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,7 +71,7 @@ import pandas as pd
 
 from cytogate.errors import FCSError
 
-__all__ = ["Sample", "read_fcs", "read_keywords"]
+__all__ = ["Sample", "read_fcs", "read_fcs_bytes", "read_keywords"]
 
 _HEADER_LEN = 58
 _SUPPORTED_VERSIONS = ("2.0", "3.0", "3.1", "3.2")
@@ -99,6 +101,22 @@ class Sample:
     spillover: pd.DataFrame | None
     data_sets: int = 1
     warnings: tuple[str, ...] = field(default=())
+    #: Columns of :attr:`events` that the rows/columns of :attr:`spillover` apply to, resolved
+    #: by the reader (by position where a $PnN is duplicated); use these, not the labels.
+    spillover_columns: tuple[int, ...] | None = None
+    #: Why the file's spillover keyword could not be applied (``spillover`` is then None), for
+    #: causes that must stop compensation rather than let it silently skip a channel.
+    spillover_error: str | None = None
+    #: Non-finite (NaN/inf) values per channel label, only channels that have any; events with
+    #: them must not be gated (see :attr:`finite_mask`).
+    nonfinite: Mapping[str, int] = field(default_factory=dict)
+
+    def finite_mask(self, columns: Sequence[int] | None = None) -> np.ndarray:
+        """Events whose values are finite in ``columns`` (default: every channel)."""
+        if not self.nonfinite:
+            return np.ones(self.n_events, dtype=bool)
+        data = self.events if columns is None else self.events[:, list(columns)]
+        return np.isfinite(data).all(axis=1)
 
     @property
     def n_events(self) -> int:
@@ -178,6 +196,23 @@ def read_fcs(path: str | os.PathLike[str], *, data_set: int = 0, scale: bool = T
         raise FCSError(f"{label}: is a directory, not an FCS file") from None
     except OSError as exc:
         raise FCSError(f"{label}: cannot read file ({exc.strerror or exc})") from exc
+    return _read_checked(resolved, label, buf, data_set, scale)
+
+
+def read_fcs_bytes(
+    buf: bytes, name: str | os.PathLike[str] = "<bytes>", *, data_set: int = 0, scale: bool = True
+) -> Sample:
+    """:func:`read_fcs` on a file's bytes already in memory (``name`` labels messages).
+
+    For data that did not come from disk (an upload, an archive member) and for the fuzz tests,
+    which read hundreds of thousands of mutated files without writing them.
+    """
+    if data_set < 0:
+        raise ValueError(f"data_set must be >= 0, got {data_set}")
+    return _read_checked(Path(os.fspath(name)), str(name), bytes(buf), data_set, scale)
+
+
+def _read_checked(resolved: Path, label: str, buf: bytes, data_set: int, scale: bool) -> Sample:
     digest = _Sha256InBackground(buf)
     try:
         return _read(resolved, label, buf, digest, data_set, scale)
@@ -265,20 +300,20 @@ def _read(
         what = "" if buf.startswith(b"FCS") else "; not an FCS file (does not start with 'FCS')"
         raise _Fail(f"file is {size} bytes, shorter than the {_HEADER_LEN}-byte FCS HEADER{what}")
 
-    metas, chain_warnings = _walk_chain(buf, data_set)
-    if data_set >= len(metas):
-        raise _Fail(f"data_set={data_set} requested but the file holds {len(metas)} data set(s)")
-    meta = metas[data_set]
+    meta, n_sets, chain_warnings = _walk_chain(buf, data_set)
+    if meta is None:
+        raise _Fail(f"data_set={data_set} requested but the file holds {n_sets} data set(s)")
     prefix = "" if data_set == 0 else f"data set {data_set} (at byte {meta.base}): "
     try:
-        events, channels, spillover, warns = _decode(buf, meta, scale)
+        events, channels, spill, warns = _decode(buf, meta, scale)
     except _Fail as exc:
         raise _Fail(f"{prefix}{exc}") from None
 
     notes = list(meta.warnings) + warns + chain_warnings
-    if len(metas) > 1:
+    if n_sets > 1:
         which = "the first" if data_set == 0 else f"data set {data_set} (0-based)"
-        notes.insert(0, f"file holds {len(metas)} data sets; read {which}")
+        notes.insert(0, f"file holds {n_sets} data sets; read {which}")
+    nonfinite = _count_nonfinite(events, channels, notes)
     events.flags.writeable = False
     return Sample(
         path=resolved,
@@ -287,49 +322,103 @@ def _read(
         events=events,
         channels=channels,
         keywords=meta.keywords,
-        spillover=spillover,
-        data_sets=len(metas),
+        spillover=spill.matrix,
+        spillover_columns=spill.columns,
+        spillover_error=spill.error,
+        nonfinite=nonfinite,
+        data_sets=n_sets,
         warnings=tuple(notes),
     )
 
 
-def _walk_chain(buf: bytes, wanted: int) -> tuple[list[_DataSetMeta], list[str]]:
-    """Parse HEADER+TEXT of every data set along ``$NEXTDATA``.
+def _walk_chain(buf: bytes, wanted: int) -> tuple[_DataSetMeta | None, int, list[str]]:
+    """Walk the ``$NEXTDATA`` chain; return the wanted data set's HEADER+TEXT and the count.
 
-    All data sets are visited (cheap: no DATA is decoded) so ``Sample.data_sets`` is the true
-    count. A broken link *after* the wanted data set only ends the count with a warning: the
-    wanted data are fine. ``$NEXTDATA`` is relative to the current data set (FCS 2.0 wording;
-    the Guava Muse file confirms), and must be positive, which also rules out loops.
+    Only the wanted data set is kept (its keywords copied); the others are visited just to
+    count them, so memory stays that of one TEXT. TEXT segments are parsed once per byte span
+    (a file of thousands of headers sharing one TEXT parses it once), and the bytes parsed in
+    all are bounded (:class:`_TextBudget`), so a crafted chain costs time linear in the file.
+    A broken link or an exhausted budget *after* the wanted data set only ends the count with a
+    warning. ``$NEXTDATA`` is relative to the current data set (FCS 2.0 wording; the Guava Muse
+    file confirms) and must be positive, which also rules out loops.
     """
-    metas = [_parse_meta(buf, 0)]
+    budget = _TextBudget(len(buf))
+    cur = _parse_meta(buf, 0, budget, keep=wanted == 0)
+    chosen = cur if wanted == 0 else None
+    count = 1
     notes: list[str] = []
-    while metas[-1].nextdata != 0 and len(metas) < _MAX_DATA_SETS:
-        cur = metas[-1]
+    while cur.nextdata != 0:
         nxt = cur.base + cur.nextdata
-        index = len(metas)
         problem = None
-        if cur.nextdata < 0:
+        if count >= _MAX_DATA_SETS:
+            problem = f"more than {_MAX_DATA_SETS} chained data sets"
+        elif cur.nextdata < 0:
             problem = f"$NEXTDATA={cur.nextdata} is negative"
         elif nxt + _HEADER_LEN > len(buf):
             problem = f"$NEXTDATA points to byte {nxt}, past the end of the file ({len(buf)} bytes)"
         else:
             try:
-                metas.append(_parse_meta(buf, nxt))
-                continue
+                cur = _parse_meta(buf, nxt, budget, keep=count == wanted)
             except _Fail as exc:
-                problem = f"data set {index} at byte {nxt} is unreadable: {exc}"
-        if index <= wanted:
+                problem = f"data set {count} at byte {nxt} is unreadable: {exc}"
+            else:
+                if count == wanted:
+                    chosen = cur
+                count += 1
+                continue
+        if count <= wanted:
             raise _Fail(f"cannot reach data set {wanted}: {problem}")
-        notes.append(f"$NEXTDATA chain broken after data set {index - 1} ({problem}); ignored")
+        notes.append(f"$NEXTDATA chain broken after data set {count - 1} ({problem}); ignored")
         break
-    return metas, notes
+    return chosen, count, notes
+
+
+class _TextBudget:
+    """Parsed TEXT segments by absolute byte span, and a bound on the bytes parsed in all.
+
+    The bound (8x the file plus 16 MB) is far above any real file (each data set parses its own
+    TEXT once) and stops a chain of headers that point at overlapping TEXT spans from costing
+    time quadratic in the file size.
+    """
+
+    def __init__(self, file_size: int) -> None:
+        self.left = 8 * file_size + (16 << 20)
+        self.spans: dict[tuple[int, int], tuple[dict[str, str], bytes, tuple[str, ...]]] = {}
+
+    def parse(
+        self, buf: bytes, start: int, stop: int, what: str, notes: list[str]
+    ) -> tuple[dict[str, str], bytes]:
+        """Keywords and delimiter of ``buf[start:stop]`` (shared: callers must not mutate)."""
+        hit = self.spans.get((start, stop))
+        if hit is None:
+            if stop - start > self.left:
+                raise _Fail(
+                    f"{what} at bytes {start}-{stop - 1}: the data sets' TEXT segments overlap "
+                    "so much that reading them would parse over 8x the file; refused"
+                )
+            self.left -= stop - start
+            own: list[str] = []
+            keywords, delim = _parse_text(buf[start:stop], what, own)
+            hit = (keywords, delim, tuple(own))
+            self.spans[(start, stop)] = hit
+        notes.extend(hit[2])
+        return hit[0], hit[1]
 
 
 # --------------------------------------------------------------------------------------------
 # HEADER and TEXT
 
 
-def _parse_meta(buf: bytes, base: int) -> _DataSetMeta:
+def _parse_meta(
+    buf: bytes, base: int, budget: _TextBudget | None = None, keep: bool = True
+) -> _DataSetMeta:
+    """HEADER and TEXT of the data set at ``base``.
+
+    With ``keep=False`` (a data set only counted) the keywords are the shared parsed TEXT and
+    supplemental TEXT is not read: only ``$NEXTDATA`` is used.
+    """
+    if budget is None:
+        budget = _TextBudget(len(buf))
     size = len(buf) - base
     head = buf[base : base + _HEADER_LEN]
     if len(head) < _HEADER_LEN:
@@ -359,16 +448,19 @@ def _parse_meta(buf: bytes, base: int) -> _DataSetMeta:
         text_end -= 1
         notes.append("HEADER TEXT end overlaps DATA start by one byte; TEXT shortened")
 
-    keywords, delim = _parse_text(buf[base + text_begin : base + text_end + 1], "TEXT", notes)
-    _merge_supplemental(buf, base, size, keywords, delim, notes)
+    keywords, delim = budget.parse(buf, base + text_begin, base + text_end + 1, "TEXT", notes)
+    if keep:
+        keywords = dict(keywords)
+        _merge_supplemental(buf, base, size, keywords, delim, notes)
 
     header_data = (data_begin, data_end) if (data_begin or data_end) else None
     nextdata = 0
     raw_next = keywords.get("$NEXTDATA", "0").strip() or "0"
-    try:
-        nextdata = int(raw_next)
-    except ValueError:
+    parsed = _ascii_int(raw_next)
+    if parsed is None:
         notes.append(f"$NEXTDATA={raw_next!r} is not an integer; treated as 0 (single data set)")
+    else:
+        nextdata = parsed
     return _DataSetMeta(base, version, text_begin, text_end, header_data, keywords, notes, nextdata)
 
 
@@ -390,9 +482,8 @@ def _merge_supplemental(
     raw_end = keywords.get("$ENDSTEXT", "").strip()
     if not raw_begin and not raw_end:
         return
-    try:
-        begin, end = int(raw_begin or 0), int(raw_end or 0)
-    except ValueError:
+    begin, end = _ascii_int(raw_begin or "0"), _ascii_int(raw_end or "0")
+    if begin is None or end is None:
         notes.append(
             f"$BEGINSTEXT/$ENDSTEXT ({raw_begin!r}, {raw_end!r}) are not integers; "
             "supplemental TEXT ignored"
@@ -462,13 +553,16 @@ def _parse_text(raw: bytes, what: str, notes: list[str]) -> tuple[dict[str, str]
     if body.endswith(delim):
         body = body[:-1]
 
-    tokens = body.split(delim)
+    split_at, restore = body, b""
     if delim * 2 in body:
-        escaped = _split_escaped(body, delim)
-        if _text_score(tokens) <= _text_score(escaped):
-            tokens = escaped
+        escaped, placeholder = _mark_escapes(body, delim)
+        if _split_score(body, delim) <= _split_score(escaped, delim):
+            split_at, restore = escaped, placeholder
         else:
             notes.append(f"{what} has empty values (doubled delimiters); read them as empty")
+    tokens = split_at.split(delim)
+    if restore:  # only tokens holding an escaped delimiter are copied
+        tokens = [t.replace(restore, delim) if restore in t else t for t in tokens]
 
     if len(tokens) % 2:
         dangling = _decode_token(tokens[-1], [])
@@ -496,21 +590,37 @@ def _parse_text(raw: bytes, what: str, notes: list[str]) -> tuple[dict[str, str]
     return keywords, delim
 
 
-def _split_escaped(body: bytes, delim: bytes) -> list[bytes]:
-    """Split on single delimiters; a doubled delimiter is a literal one (FCS 3.1)."""
-    parts = body.split(delim * 2)
-    out = parts[0].split(delim)
-    for part in parts[1:]:
-        pieces = part.split(delim)
-        out[-1] += delim + pieces[0]
-        out.extend(pieces[1:])
-    return out
+def _mark_escapes(body: bytes, delim: bytes) -> tuple[bytes, bytes]:
+    """``body`` with each doubled delimiter (FCS 3.1 escape) replaced by a placeholder.
+
+    The placeholder is a byte (or, if every byte value occurs, a byte sequence) absent from
+    ``body``, so splitting on single delimiters and restoring it afterwards is exact; all of it
+    runs in C (``bytes.replace``/``split``), linear in the TEXT however many escapes it holds.
+    """
+    counts = np.bincount(np.frombuffer(body, dtype=np.uint8), minlength=256)
+    free = np.flatnonzero(counts == 0)
+    if free.size:
+        placeholder = bytes([int(free[0])])
+    else:
+        placeholder = b"\x00<cytogate-escaped-delimiter>\x00"
+        while placeholder in body:
+            placeholder += b"\x00"
+    return body.replace(delim * 2, placeholder), placeholder
 
 
-def _text_score(tokens: list[bytes]) -> int:
-    keys = sum(1 for t in tokens[0::2] if t.startswith(b"$"))
-    values = sum(1 for t in tokens[1::2] if t.startswith(b"$"))
-    return keys - values - (2 if len(tokens) % 2 else 0)
+def _split_score(body: bytes, delim: bytes) -> int:
+    """How well ``body.split(delim)`` puts standard ``$`` keywords in keyword positions.
+
+    Vectorised over the delimiter positions (a TEXT may hold millions of them).
+    """
+    arr = np.frombuffer(body, dtype=np.uint8)
+    starts = np.concatenate(([0], np.flatnonzero(arr == delim[0]) + 1))
+    dollar = np.zeros(starts.size, dtype=bool)
+    inside = starts < arr.size
+    dollar[inside] = arr[starts[inside]] == ord("$")
+    keys = int(np.count_nonzero(dollar[0::2]))
+    values = int(np.count_nonzero(dollar[1::2]))
+    return keys - values - (2 if starts.size % 2 else 0)
 
 
 def _decode_token(token: bytes, latin: list[str]) -> str:
@@ -533,40 +643,55 @@ def _kw(keywords: dict[str, str], key: str) -> str:
     return value.strip()
 
 
+# ASCII only: str.isdigit() accepts superscripts ("\u00b2"), and int()/float() accept every
+# Unicode decimal digit (Arabic-Indic, fullwidth); the FCS standard's numbers are ASCII.
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+_FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Far above any count, width or offset a real file holds (2**53: exact in float64).
+_MAX_NUMBER = 2**53
+
+
+def _ascii_int(raw: str) -> int | None:
+    """``raw`` (stripped) as an integer if it is ASCII digits with an optional sign, else None."""
+    text = raw.strip()
+    if len(text) > 30 or not _INT_RE.fullmatch(text):
+        return None
+    return int(text)
+
+
 def _kw_int(keywords: dict[str, str], key: str, minimum: int = 0) -> int:
+    """A required integer keyword, with a message naming the keyword and what is wrong."""
     raw = _kw(keywords, key)
-    try:
-        value = int(raw)
-    except ValueError:
-        try:
-            as_float = float(raw)
-        except ValueError:
-            as_float = math.nan
-        if not (math.isfinite(as_float) and as_float == int(as_float)):
-            raise _Fail(f"garbage TEXT: {key}={raw!r} is not an integer") from None
+    value = _ascii_int(raw)
+    if value is None:
+        if not raw.isascii():
+            raise _Fail(f"garbage TEXT: {key}={raw!r} is not an integer (non-ASCII characters)")
+        as_float = float(raw) if _FLOAT_RE.fullmatch(raw) else math.nan
+        if not (math.isfinite(as_float) and as_float.is_integer()):
+            raise _Fail(f"garbage TEXT: {key}={raw[:40]!r} is not an integer") from None
         value = int(as_float)
     if value < minimum:
         raise _Fail(f"invalid {key}={raw!r} (must be >= {minimum})")
+    if value > _MAX_NUMBER:
+        raise _Fail(f"invalid {key}={raw[:40]!r}: implausibly large (over 2**53)")
     return value
 
 
 def _float_or(raw: str | None, default: float) -> float:
+    """A float keyword (ASCII syntax only); ``default`` when absent/empty, NaN when garbage."""
     if raw is None or not raw.strip():
         return default
-    try:
-        return float(raw)
-    except ValueError:
+    text = raw.strip()
+    if not _FLOAT_RE.fullmatch(text):
         return math.nan
+    return float(text)
 
 
 def _parse_pne(raw: str) -> tuple[float, float] | None:
     parts = raw.split(",")
     if len(parts) != 2:
         return None
-    try:
-        f1, f2 = float(parts[0]), float(parts[1])
-    except ValueError:
-        return None
+    f1, f2 = _float_or(parts[0], math.nan), _float_or(parts[1], math.nan)
     if not (math.isfinite(f1) and math.isfinite(f2)) or f1 < 0:
         return None
     return f1, f2
@@ -574,10 +699,9 @@ def _parse_pne(raw: str) -> tuple[float, float] | None:
 
 def _byte_order(keywords: dict[str, str]) -> str:
     raw = _kw(keywords, "$BYTEORD")
-    try:
-        order = [int(p) for p in raw.replace(" ", "").split(",")]
-    except ValueError:
-        raise _Fail(f"unsupported $BYTEORD={raw!r} (not a list of byte numbers)") from None
+    order = [_ascii_int(p) for p in raw.replace(" ", "").split(",")]
+    if any(v is None for v in order) or len(order) > 16:
+        raise _Fail(f"unsupported $BYTEORD={raw[:40]!r} (not a list of byte numbers)")
     ascending = list(range(1, len(order) + 1))
     if order == ascending:
         return "<"
@@ -588,7 +712,7 @@ def _byte_order(keywords: dict[str, str]) -> str:
 
 def _decode(
     buf: bytes, meta: _DataSetMeta, scale: bool
-) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame | None, list[str]]:
+) -> tuple[np.ndarray, pd.DataFrame, _Spill, list[str]]:
     kw = meta.keywords
     notes: list[str] = []
 
@@ -602,6 +726,8 @@ def _decode(
         raise _Fail(f"unsupported $DATATYPE={datatype!r} (expected I, F or D)")
     order = _byte_order(kw)
     n_par = _kw_int(kw, "$PAR", minimum=1)
+    if n_par > len(kw):  # each parameter needs its own $PnB (and $PnR) keyword
+        raise _Fail(f"invalid $PAR={n_par}: the TEXT holds only {len(kw)} keywords")
 
     table = _channel_table(kw, n_par, notes)
     bits = table["pnb"].to_numpy()
@@ -629,7 +755,9 @@ def _decode(
     begin = _locate_data(buf, meta, kw, needed, notes)
 
     start = meta.base + begin
-    if datatype == "I":
+    if tot == 0:  # no events: nothing to decode (the DATA offsets may be anything)
+        events = np.empty((0, n_par), dtype=np.float64)
+    elif datatype == "I":
         limits = _bitmask_limits(table, widths, notes)
         events, over = _read_int(buf, start, tot, widths, order, limits)
         cleared = [
@@ -655,6 +783,26 @@ def _decode(
     if dupes:
         notes.append(f"duplicate $PnN names {dupes}; channel_index() refuses them")
     return np.ascontiguousarray(events), table, spillover, notes
+
+
+def _count_nonfinite(events: np.ndarray, table: pd.DataFrame, notes: list[str]) -> dict[str, int]:
+    """Per channel, how many values are NaN or inf (channels without any are left out)."""
+    if events.size == 0:
+        return {}
+    counts = np.count_nonzero(~np.isfinite(events), axis=0)
+    if not counts.any():
+        return {}
+    names = [str(x) for x in table["pnn"]]
+    out: dict[str, int] = {}
+    for i in np.flatnonzero(counts):
+        label = names[i] if names.count(names[i]) == 1 else f"{names[i]} ($P{i + 1}N)"
+        out[label] = int(counts[i])
+    shown = ", ".join(f"{k} {v}" for k, v in out.items())
+    notes.append(
+        f"non-finite values (NaN/inf) in the event data: {shown}; events with them are "
+        "excluded from gating"
+    )
+    return out
 
 
 def _channel_table(kw: dict[str, str], n_par: int, notes: list[str]) -> pd.DataFrame:
@@ -724,9 +872,10 @@ def _locate_data(
     text_pair: tuple[int, int] | None = None
     raw_b, raw_e = kw.get("$BEGINDATA"), kw.get("$ENDDATA")
     if raw_b is not None and raw_e is not None:
-        try:
-            text_pair = (int(raw_b.strip()), int(raw_e.strip()))
-        except ValueError:
+        parsed = (_ascii_int(raw_b), _ascii_int(raw_e))
+        if parsed[0] is not None and parsed[1] is not None:
+            text_pair = (parsed[0], parsed[1])
+        else:
             notes.append(f"$BEGINDATA/$ENDDATA ({raw_b!r}, {raw_e!r}) are not integers; ignored")
     head_pair = meta.header_data
 
@@ -810,9 +959,9 @@ def _check_byte_aligned(
     """
     odd = next(int(b) for b in bits if b % 8)
     pair = meta.header_data
-    raw_b, raw_e = kw.get("$BEGINDATA", "").strip(), kw.get("$ENDDATA", "").strip()
-    if raw_b.isdigit() and raw_e.isdigit() and int(raw_e) > 0:
-        pair = (int(raw_b), int(raw_e))
+    text_b, text_e = _ascii_int(kw.get("$BEGINDATA", "")), _ascii_int(kw.get("$ENDDATA", ""))
+    if text_b is not None and text_e is not None and text_e > 0:
+        pair = (text_b, text_e)
     length = None if pair is None else pair[1] - pair[0] + 1
     if length not in (needed, needed + 1):
         raise _Fail(
@@ -931,52 +1080,87 @@ def _scale(events: np.ndarray, table: pd.DataFrame, datatype: str, notes: list[s
         notes.append(f"unusable {', '.join(bad_pne)}; those channels left unscaled")
 
 
-def _spillover(kw: dict[str, str], table: pd.DataFrame, notes: list[str]) -> pd.DataFrame | None:
-    """Parse the first of $SPILLOVER / SPILL / $SPILL.
+@dataclass(frozen=True)
+class _Spill:
+    matrix: pd.DataFrame | None = None
+    columns: tuple[int, ...] | None = None
+    error: str | None = None
 
-    A malformed matrix does not make the events wrong, so it yields ``None`` plus a warning
+
+def _spillover(kw: dict[str, str], table: pd.DataFrame, notes: list[str]) -> _Spill:
+    """Parse the first of $SPILLOVER / SPILL / $SPILL and find the columns it applies to.
+
+    A malformed matrix does not make the events wrong, so it yields no matrix plus a warning
     (the caller decides whether uncompensated data are acceptable) rather than an FCSError.
+    Channels are named by $PnN (FCS 3.1); a $PnN that several channels share is resolved by
+    position when the matrix names it as often as the file has it and lists all its channels
+    in parameter order (the k-th mention is the k-th such channel); otherwise ``error`` says
+    why compensation cannot be trusted, so it fails instead of skipping a channel.
     """
     key = next((k for k in _SPILL_KEYWORDS if k in kw), None)
     if key is None:
-        return None
+        return _Spill()
     raw = kw[key].strip()
     parts = [p.strip() for p in raw.split(",")]
-    try:
-        n = int(parts[0])
-    except ValueError:
-        notes.append(f"malformed {key}: count {parts[0]!r} is not an integer; spillover=None")
-        return None
+    n = _ascii_int(parts[0])
+    if n is None:
+        notes.append(f"malformed {key}: count {parts[0][:40]!r} is not an integer; spillover=None")
+        return _Spill()
     if n == 0:
-        return None
+        return _Spill()
     if n < 0 or len(parts) != 1 + n + n * n:
         notes.append(
             f"malformed {key}: {n} channels need {n} names and {n * n} values, found "
             f"{len(parts) - 1} items; spillover=None"
         )
-        return None
-    try:
-        values = np.array([float(v) for v in parts[1 + n :]], dtype=np.float64).reshape(n, n)
-    except ValueError:
-        notes.append(f"malformed {key}: non-numeric matrix values; spillover=None")
-        return None
+        return _Spill()
+    numbers = [_float_or(v, math.nan) for v in parts[1 + n :]]
+    values = np.array(numbers, dtype=np.float64).reshape(n, n)
+    if not np.isfinite(values).all():
+        notes.append(f"malformed {key}: non-numeric or non-finite matrix values; spillover=None")
+        return _Spill()
     pnn = [str(x) for x in table["pnn"]]
     pns = [str(x) for x in table["pns"]]
-    names: list[str] = []
+    columns: list[int] = []
+    mentions: dict[str, int] = {}
     for name in parts[1 : 1 + n]:
-        if name in pnn:
-            names.append(name)
+        hits = [i for i, v in enumerate(pnn) if v == name]
+        if hits:
+            k = mentions.get(name, 0)
+            mentions[name] = k + 1
+            columns.append(hits[min(k, len(hits) - 1)])
         elif pns.count(name) == 1:
-            names.append(pnn[pns.index(name)])
-        elif name.isdigit() and 1 <= int(name) <= len(pnn):
-            names.append(pnn[int(name) - 1])
+            columns.append(pns.index(name))
+        elif (number := _ascii_int(name)) is not None and 1 <= number <= len(pnn):
+            columns.append(number - 1)
         else:
             notes.append(
-                f"malformed {key}: {name!r} is neither a $PnN, a unique $PnS nor a channel "
+                f"malformed {key}: {name[:40]!r} is neither a $PnN, a unique $PnS nor a channel "
                 "number; spillover=None"
             )
-            return None
-    if len(set(names)) != n:
+            return _Spill()
+    shared = {name: [i for i, v in enumerate(pnn) if v == name] for name in mentions}
+    shared = {name: hits for name, hits in shared.items() if len(hits) > 1}
+    if shared:
+        where = "; ".join(
+            f"{name!r} = " + ", ".join(f"$P{i + 1}N" for i in hits) for name, hits in shared.items()
+        )
+        ordered = all(a < b for a, b in pairwise(columns))
+        if ordered and all(mentions[name] == len(hits) for name, hits in shared.items()):
+            notes.append(
+                f"{key} names $PnN shared by several channels ({where}); matched by position, "
+                "as its channels are listed in parameter order"
+            )
+        else:
+            error = (
+                f"{key} names $PnN shared by several channels ({where}) and its order does "
+                "not tell which is which; the file cannot be compensated"
+            )
+            notes.append(error)
+            return _Spill(error=error)
+    if len(set(columns)) != n:
+        names = [pnn[c] for c in columns]
         notes.append(f"malformed {key}: channels repeat ({names}); spillover=None")
-        return None
-    return pd.DataFrame(values, index=pd.Index(names), columns=pd.Index(names))
+        return _Spill()
+    labels = pd.Index([pnn[c] for c in columns])
+    return _Spill(pd.DataFrame(values, index=labels, columns=labels), tuple(columns))
