@@ -61,9 +61,9 @@ import math
 import os
 import re
 import threading
-from itertools import pairwise
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
