@@ -189,6 +189,7 @@ def test_nonfinite_values_are_counted_per_channel_and_excluded_from_gating():
     )
     result = gate(sample, template)
     assert result.excluded_nonfinite == 3
+    assert "3 events with NaN/inf values excluded before gating" in result.gate_of("all_y").qc
     assert result.count("all_y") == 7  # Y itself is finite: the events go for X and Z
 
 

@@ -296,6 +296,9 @@ def gate(
         for pop, mask in evaluated.items():
             masks[pop], parents[pop] = mask, spec.parent
         qc += _qc_rules(spec, evaluated, parent_mask, diagnostics)
+        if spec.parent == ROOT and sample.nonfinite:
+            excluded = sample.n_events - int(np.count_nonzero(all_events))
+            qc.append(f"{excluded} events with NaN/inf values excluded before gating")
         context.geometries[spec.name] = geometry
         applied.append(
             AppliedGate(
