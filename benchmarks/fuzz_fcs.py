@@ -17,7 +17,7 @@ import resource
 import sys
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,8 +52,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--max-mb", type=int, default=1_500, help="address-space cap per worker")
     parser.add_argument("--hang-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--max-seconds", type=float, default=None, help="stop starting chunks after this long"
+    )
     opts = parser.parse_args()
 
+    start = time.perf_counter()
     tasks = []
     left, seed = opts.cases, opts.seed * 1_000_003
     while left > 0:
@@ -65,13 +69,26 @@ def main() -> int:
     bad: list[str] = []
     hangs: list[str] = []
     max_rss = 0
-    start = time.perf_counter()
+    deadline = None if opts.max_seconds is None else start + opts.max_seconds
+    queue = iter(tasks)
+    pending: set[Future[tuple[Counter[str], list[str], list[str], int]]] = set()
     with ProcessPoolExecutor(max_workers=opts.workers) as pool:
-        for k, b, h, rss in pool.map(_chunk, tasks):
-            kinds.update(k)
-            bad += b
-            hangs += h
-            max_rss = max(max_rss, rss)
+        while True:
+            in_time = deadline is None or time.perf_counter() < deadline
+            while len(pending) < opts.workers and in_time:
+                task = next(queue, None)
+                if task is None:
+                    break
+                pending.add(pool.submit(_chunk, task))
+            if not pending:
+                break
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            results = [f.result() for f in finished]
+            for k, b, h, rss in results:
+                kinds.update(k)
+                bad += b
+                hangs += h
+                max_rss = max(max_rss, rss)
             done = sum(kinds.values())
             print(f"  {done} cases, {len(bad)} bad, {len(hangs)} hangs", file=sys.stderr)
     elapsed = time.perf_counter() - start
