@@ -260,7 +260,9 @@ def test_mixture_grid_is_bounded_in_the_template(tmp_path):
     from cytogate.gating.template import list_templates, load_template
 
     doc = yaml.safe_load(Path(list_templates()["aml_blasts_cd45_ssc"]).read_text())
-    gate = next(g for g in doc["gates"] if g.get("kind") == "cluster")
+    # the default template has no cluster gate any more (leukomap): add one
+    gate = {"name": "c", "parent": "leukocytes", "kind": "cluster", "dims": ["CD45", "SSC-A"]}
+    doc["gates"].append(gate)
     gate["grid"] = 30_000  # 6.7 GiB of grid before the bound
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(doc))
