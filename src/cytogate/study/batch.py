@@ -207,6 +207,7 @@ def _gate_one(
         outcome = record_outcome(
             result,
             file=row.file,
+            name=row.name,
             patient=row.patient,
             timepoint=row.timepoint,
             tube=row.tube,
