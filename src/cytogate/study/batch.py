@@ -39,7 +39,7 @@ from cytogate.study.design import (
     load_config,
     read_design,
 )
-from cytogate.study.executors import default_jobs, run_jobs
+from cytogate.study.executors import JobFailed, default_jobs, run_jobs
 from cytogate.study.outcome import FileOutcome, GroupOutput, failed_outcome, record_outcome
 from cytogate.study.spreadsheet import neutralise_formulas
 
@@ -440,15 +440,26 @@ def _write_set(
     if plots:  # the tables are staged first; plots never hold up the numbers
         from cytogate.viz.report import write_plots_and_report
 
-        files, summary = write_plots_and_report(
-            result, cfg, staging, n_jobs, plot_format, plot_dpi, plot_progress
-        )
+        try:
+            files, summary = write_plots_and_report(
+                result, cfg, staging, n_jobs, plot_format, plot_dpi, plot_progress
+            )
+        except JobFailed as exc:  # a plot worker died twice: publish the tables, say so
+            files, summary = [], _no_plots_summary(f"drawing stopped: {exc}")
         written += files
         result.run["plots"] = _unstaged(summary, str(staging), str(output.out))
         result.run["timings"]["plots_and_report_s"] = summary["timings"]["total_s"]
         write_run_json(result, staging)
     output.commit()
     result.written = [output.final_path(p) for p in written]
+
+
+def _no_plots_summary(reason: str) -> dict[str, Any]:
+    return {
+        "report": None,
+        "errors": [{"file": "", "kind": "all", "error": reason}],
+        "timings": {"total_s": 0.0},
+    }
 
 
 def _unstaged(value: Any, staging: str, out: str) -> Any:
