@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from cytogate.errors import GatingError, PanelError
-from cytogate.gating.fitting.base import FitError, empty_gate
+from cytogate.gating.fitting.base import FitError, empty_gate, sample_indices
 from cytogate.gating.gates import Boolean, Geometry, Quadrant
 from cytogate.gating.kinds import KINDS, kind_of
 from cytogate.gating.loader import load_template
@@ -401,13 +401,28 @@ class _FitContext:
         self._result = result
         self._mixtures: dict[tuple[Any, ...], Any] = {}
         self._selections: dict[str, tuple[tuple[Any, ...], tuple[int, ...]]] = {}
+        self._samples: dict[tuple[str, int, int], np.ndarray] = {}
         self.geometries: dict[str, Geometry] = {}
 
-    def values(self, population: str, dim: str) -> np.ndarray:
+    def values(self, population: str, dim: str, limit: tuple[int, int] | None = None) -> np.ndarray:
         try:
-            return self._result.scaled_values(dim, population)
+            column = self._result.scaled_values(dim)
         except PanelError as exc:
             raise FitError(str(exc)) from exc
+        if limit is None:
+            return column if population == ROOT else column[self._result.mask(population)]
+        key = (population, *limit)
+        if key not in self._samples:  # one seeded subsample per population and limit
+            if population == ROOT:
+                index = sample_indices(column.shape[0], *limit)
+                if index is None:
+                    index = np.arange(column.shape[0])
+            else:
+                members = np.flatnonzero(self._result.mask(population))
+                pick = sample_indices(members.size, *limit)
+                index = members if pick is None else members[pick]
+            self._samples[key] = index
+        return column[self._samples[key]]
 
     def mixture(self, key: tuple[Any, ...], fit: Any) -> Any:
         if key not in self._mixtures:
@@ -470,7 +485,10 @@ class _ParentPoints:
         key = (parent, dims)
         if key not in self._cache:
             index = np.flatnonzero(parent_mask)
-            points = np.column_stack([self._scaled[d][index] for d in dims])
+            # column-major: gates and fits read one dimension at a time
+            points = np.empty((index.size, len(dims)), order="F")
+            for j, d in enumerate(dims):
+                np.take(self._scaled[d], index, out=points[:, j])
             self._cache[key] = (index, points)
         return self._cache[key]
 

@@ -18,7 +18,6 @@ the same $PnN as the stained tube's channel for that marker.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -31,6 +30,7 @@ from cytogate.model.channel_names import (
     scatter_request,
     stain_names_marker,
 )
+from cytogate.userregex import UserRegex, compile_user_regex
 
 if TYPE_CHECKING:  # pragma: no cover
     from cytogate.io.fcs import Sample
@@ -45,8 +45,11 @@ class Marker:
     name: str
     patterns: tuple[str, ...]
 
-    def compiled(self) -> tuple[re.Pattern[str], ...]:
-        return tuple(re.compile(p, re.IGNORECASE) for p in self.patterns)
+    def compiled(self) -> tuple[UserRegex, ...]:
+        # linear-time engine: a template's pattern cannot hang a run (cytogate.userregex)
+        return tuple(
+            compile_user_regex(p, f"panel marker '{self.name}'", True) for p in self.patterns
+        )
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ def describe_channels(sample: Sample) -> str:
     return ", ".join(parts)
 
 
-def _matches(values: Sequence[str], patterns: Iterable[re.Pattern[str]]) -> list[int]:
+def _matches(values: Sequence[str], patterns: Iterable[UserRegex]) -> list[int]:
     pats = list(patterns)
     return [i for i, v in enumerate(values) if v and any(p.search(v) for p in pats)]
 
