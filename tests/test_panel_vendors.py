@@ -201,3 +201,14 @@ def test_scatter_names_parse(name: str, kind: str, measure: str):
 @pytest.mark.parametrize("name", ["FL1 INT LOG", "Time", "HDR-T", "FSC-A CD45", "SSCX"])
 def test_non_scatter_names_do_not_parse(name: str):
     assert parse_scatter(name) is None
+
+
+def test_patterns_that_do_not_name_the_marker_pin_it():
+    # a panel whose CD45 patterns say something else is not second-guessed from the name
+    sample = make_sample(np.zeros((2, 2)), ["FSC-A", "FL3"], ["", "CD 45 PerCP"])
+    assert resolve_panel(sample, {"CD45": [r"\bCD45\b"]}, ["CD45"])["CD45"].via == "stain"
+    with pytest.raises(PanelError, match="'CD45' matches no channel"):
+        resolve_panel(sample, {"CD45": ["^no-such-channel$"]}, ["CD45"])
+    navios = make_sample(np.zeros((2, 2)), ["FS INT LIN", "FS PEAK LIN"], ["", ""])
+    with pytest.raises(PanelError, match="'FSC-A' matches no channel"):
+        resolve_panel(navios, {"FSC-A": ["^FS TOF$"]}, ["FSC-A"])

@@ -156,8 +156,12 @@ FLUOROCHROMES = frozenset(
 _ANTI = re.compile(r"^(ANTI|HU|HUMAN)")
 
 
-def _alnum(text: str) -> str:
+def compact(text: str) -> str:
+    """Upper-case letters and digits only: ``"CD 45-PerCP"`` -> ``"CD45PERCP"``."""
     return re.sub(r"[^A-Z0-9]", "", text.upper())
+
+
+_alnum = compact
 
 
 def stain_names_marker(pns: str, marker: str) -> bool:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 
 from cytogate.errors import PanelError
 from cytogate.model.channel_names import (
+    compact,
     parse_scatter,
     rank_scatter,
     scatter_request,
@@ -126,7 +127,15 @@ def find_marker(sample: Sample, marker: Marker, reference_pnn: str | None = None
 def _by_vocabulary(
     sample: Sample, marker: Marker, pnn: list[str], pns: list[str]
 ) -> ResolvedMarker | None:
-    """The built-in fallbacks: vendor scatter names, then $PnS = marker name + fluorochrome."""
+    """The built-in fallbacks: vendor scatter names, then $PnS = marker name + fluorochrome.
+
+    Only for a marker one of whose patterns names it (``'\\bCD45\\b'`` for CD45, ``'^FSC[-_ ]?A$'``
+    for FSC-A): patterns that say something else (``'^FS PEAK$'``) pin the channel, and a
+    marker whose patterns find nothing then stays an error rather than being guessed.
+    """
+    name = compact(marker.name)
+    if not name or not any(name in compact(p) for p in marker.patterns):
+        return None
     request = scatter_request(marker.name)
     if request is not None:
         hit = resolve_scatter(sample, *request)
