@@ -11,7 +11,7 @@ the file is in the page cache for all of them, so this measures CPU work, not th
 * cytogate ``read_fcs`` (read), then ``cytogate.gate`` with ``--template`` (default: the
   fixed-gate template) (gate = compensate with the file's spillover + scale + evaluate every gate);
 * FlowKit  ``flowkit.Sample(path)`` (read), then ``GatingStrategy.gate_sample`` (gate) with the
-  strategy :mod:`cytogate.gating.flowkit_bridge` builds for the same template and file (built
+  strategy :mod:`cytogate.interop.flowkit_export` builds for the same template and file (built
   once, outside the timing, as a FlowKit user would load a GatingML file once).
 
 The two tools' population counts are compared (they must be identical; see
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import cytogate
     from cytogate import read_fcs
-    from cytogate.gating.flowkit_bridge import flowkit_memberships, to_flowkit_strategy
+    from cytogate.interop.flowkit_export import flowkit_memberships, to_flowkit_strategy
     from cytogate.gating.template import load_template
     from cytogate.sim.simulate import StudyConfig, write_benchmark_file
 
