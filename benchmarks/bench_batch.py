@@ -170,8 +170,8 @@ def build_strategies(run: Path, rows: list[dict[str, str]], path: Path) -> tuple
     """
     import cytogate
     from cytogate import read_fcs
-    from cytogate.interop.flowkit_export import to_flowkit_strategy
     from cytogate.gating.template import load_template
+    from cytogate.interop.flowkit_export import to_flowkit_strategy
     from cytogate.study.design import load_config
 
     template = load_template(load_config(run).template)  # the template the batch will use

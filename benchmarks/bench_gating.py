@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import cytogate
     from cytogate import read_fcs
-    from cytogate.interop.flowkit_export import flowkit_memberships, to_flowkit_strategy
     from cytogate.gating.template import load_template
+    from cytogate.interop.flowkit_export import flowkit_memberships, to_flowkit_strategy
     from cytogate.sim.simulate import StudyConfig, write_benchmark_file
 
     template = load_template(args.template)

@@ -34,13 +34,13 @@ import pytest
 
 from cytogate.errors import CytogateError
 from cytogate.gating.engine import GatingResult, gate
+from cytogate.gating.template import parse_template
 from cytogate.interop.flowkit_export import (
     FlowKitAgreementWarning,
     export_gatingml,
     flowkit_memberships,
     to_flowkit_strategy,
 )
-from cytogate.gating.template import parse_template
 from cytogate.io.fcs import read_fcs
 from cytogate.io.fcs_writer import write_fcs
 from tests.conftest import make_sample

@@ -20,6 +20,7 @@ import numpy as np
 
 from cytogate.errors import GatingError, PanelError
 from cytogate.gating import adaptive
+from cytogate.gating.external import ExternalTemplate
 from cytogate.gating.gates import Boolean, Geometry, Quadrant
 from cytogate.gating.template import ROOT, GateSpec, Template, load_template
 from cytogate.model.panel import ResolvedMarker, find_marker
@@ -245,6 +246,10 @@ def gate(
     is fitted on this file and flagged.
     """
     tmpl = load_template(template or "aml_blasts_cd45_ssc")
+    if isinstance(tmpl, ExternalTemplate):  # GatingML/FlowJo: evaluated by FlowKit
+        return tmpl.gate_sample(
+            sample, compensation=compensation, reference=reference, pinned=pinned
+        )
     comp, comp_note, spillover = _compensate(sample, tmpl, compensation)
     markers: dict[str, ResolvedMarker] = {}
     scaled: dict[str, np.ndarray] = {}
