@@ -63,7 +63,12 @@ def inspect(file: Path, as_json: bool) -> None:
     "--template",
     default="aml_blasts_cd45_ssc",
     show_default=True,
-    help="Bundled template name or path to a YAML template.",
+    help="Bundled template name, or path to a YAML template, GatingML .xml or FlowJo .wsp.",
+)
+@click.option(
+    "--group",
+    default=None,
+    help="With a FlowJo .wsp template: the sample group whose gates to use (default All Samples).",
 )
 @click.option(
     "--compensation", default=None, help="Override the template: 'file', 'none' or a spillover CSV."
@@ -76,12 +81,14 @@ def inspect(file: Path, as_json: bool) -> None:
     show_default=True,
 )
 @_user_errors
-def gate_command(file: Path, template: str, compensation: str | None, fmt: str) -> None:
+def gate_command(
+    file: Path, template: str, group: str | None, compensation: str | None, fmt: str
+) -> None:
     """Gate one FCS file with a template and print its population table."""
     from cytogate.gating.engine import gate
     from cytogate.io.fcs import read_fcs
 
-    result = gate(read_fcs(file), template, compensation=compensation)
+    result = gate(read_fcs(file), _template(template, group), compensation=compensation)
     table = result.table()
     if fmt == "csv":
         click.echo(table.to_csv(index=False), nl=False)
@@ -274,7 +281,13 @@ def simulate(
     "-t",
     "--template",
     default=None,
-    help="Template name or path (default: the run config's, else aml_blasts_cd45_ssc).",
+    help="Template name or path: YAML, GatingML .xml or FlowJo .wsp (default: the run config's,"
+    " else aml_blasts_cd45_ssc).",
+)
+@click.option(
+    "--group",
+    default=None,
+    help="With a FlowJo .wsp template: the sample group whose gates to use (default All Samples).",
 )
 @click.option(
     "-c",
@@ -326,6 +339,7 @@ def simulate(
 def batch(
     run_dir: Path,
     template: str | None,
+    group: str | None,
     config_path: Path | None,
     out: Path | None,
     jobs: int | None,
@@ -350,7 +364,7 @@ def batch(
     with batch_progress(enabled=not quiet) as progress:
         result = run_batch(
             run_dir,
-            template=template,
+            template=_template(template, group) if template else None,
             config=config_path,
             out=out,
             jobs=jobs,
@@ -402,7 +416,12 @@ def _plot_progress(out: Path) -> Callable[[int, int], None]:
     "--template",
     default="aml_blasts_cd45_ssc",
     show_default=True,
-    help="Bundled template name or path to a YAML template.",
+    help="Bundled template name, or path to a YAML template, GatingML .xml or FlowJo .wsp.",
+)
+@click.option(
+    "--group",
+    default=None,
+    help="With a FlowJo .wsp template: the sample group whose gates to use (default All Samples).",
 )
 @click.option(
     "-o",
@@ -425,6 +444,7 @@ def _plot_progress(out: Path) -> Callable[[int, int], None]:
 def plot_command(
     file: Path,
     template: str,
+    group: str | None,
     out: Path | None,
     control: Path | None,
     dpi: int,
@@ -433,9 +453,22 @@ def plot_command(
     """Draw one sample's gate plots (one panel per gate, in the template's order)."""
     from cytogate.viz.plots import plot_sample
 
-    written = plot_sample(file, template, out, control=control, dpi=dpi, compensation=compensation)
+    written = plot_sample(
+        file, _template(template, group), out, control=control, dpi=dpi, compensation=compensation
+    )
     for path in written:
         click.echo(str(path))
+
+
+def _template(template: str, group: str | None) -> Any:
+    """The template argument as given, or a FlowJo workspace's ``--group``."""
+    if group is None:
+        return template
+    if not template.lower().endswith(".wsp"):
+        raise click.UsageError("--group applies to a FlowJo workspace (.wsp) template only")
+    from cytogate.interop.flowjo import load_workspace
+
+    return load_workspace(template, group)
 
 
 def main() -> None:

@@ -206,7 +206,16 @@ def _regex_escape(text: str) -> str:
 
 
 def _geometry(owner: Any, ref: PopulationRef, dims: tuple[str, ...], names: dict) -> Any:
-    """A cytogate geometry for drawing ``ref`` (membership always comes from FlowKit)."""
+    """A cytogate geometry for drawing ``ref`` (membership always comes from FlowKit); a
+    shape in more than two dimensions is named only (plots show planes)."""
+    geometry = _shape(owner, ref, dims, names)
+    if len(geometry.dims) > 2 and not isinstance(geometry, ExternalGeometry):
+        kind = f"{len(geometry.dims)}-D {geometry.kind}"
+        return ExternalGeometry(dims, kind, f"{kind} on {', '.join(dims)}")
+    return geometry
+
+
+def _shape(owner: Any, ref: PopulationRef, dims: tuple[str, ...], names: dict) -> Any:
     import flowkit as fk
 
     if isinstance(owner, fk.gates.QuadrantGate):
@@ -250,7 +259,8 @@ def _geometry(owner: Any, ref: PopulationRef, dims: tuple[str, ...], names: dict
             for r, o in zip(owner.gate_refs, operands, strict=True)
         )
         return ExternalGeometry((), f"boolean {op}", f"{op}({text})")
-    return ExternalGeometry(dims, type(owner).__name__, f"{type(owner).__name__} on {dims}")
+    kind = type(owner).__name__
+    return ExternalGeometry(dims, kind, f"{kind} on {', '.join(dims)}")
 
 
 def _display_scale(strategy: flowkit.GatingStrategy, xform_ref: str | None) -> Scale:
