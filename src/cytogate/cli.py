@@ -460,6 +460,59 @@ def plot_command(
         click.echo(str(path))
 
 
+@cli.command(name="compare")
+@click.argument("run", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "-r",
+    "--reference",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Expert gating: a FlowJo .wsp, a GatingML .xml, or per-event labels (.csv, or a folder "
+    "of <file stem>.csv).",
+)
+@click.option(
+    "-t",
+    "--template",
+    default="aml_blasts_cd45_ssc",
+    show_default=True,
+    help="cytogate's side: template name or path (YAML, GatingML .xml, FlowJo .wsp).",
+)
+@click.option("--group", default=None, help="FlowJo sample group (for a .wsp reference/template).")
+@click.option(
+    "-m",
+    "--map",
+    "mapping",
+    multiple=True,
+    help="REFERENCE=OURS population names (repeatable or comma-separated), e.g. Blasts=blasts; "
+    "labels may be joined with '+'. Default: the populations named alike on both sides.",
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder for agreement.csv and bland_altman.png (default: RUN/cytogate_compare).",
+)
+@_user_errors
+def compare_command(
+    run: Path,
+    reference: Path,
+    template: str,
+    group: str | None,
+    mapping: tuple[str, ...],
+    out: Path | None,
+) -> None:
+    """Agreement of cytogate's gating of RUN (a folder of FCS files, or one file) with an
+    expert's: agreement.csv (per file x population, worst first) and a Bland-Altman plot."""
+    from cytogate.interop.compare import run_compare
+
+    written = run_compare(
+        run, reference, _template(template, group), mapping=mapping, out=out, group=group
+    )
+    for path in written:
+        click.echo(str(path))
+
+
 def _template(template: str, group: str | None) -> Any:
     """The template argument as given, or a FlowJo workspace's ``--group``."""
     if group is None:
