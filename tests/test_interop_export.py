@@ -40,7 +40,7 @@ def gated(tmp_path_factory):
 
 
 def test_round_trip_gives_cytogates_counts_per_file(gated, tmp_path):
-    folder, pairs = gated
+    _, pairs = gated
     blasts = [r.gate_of("blasts").geometry for _, r in pairs]
     assert blasts[0] != blasts[1]  # fitted per file: the export must keep each file's own
     path = export_workspace(pairs, tmp_path / "cytogate.wsp")

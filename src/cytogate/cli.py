@@ -513,6 +513,43 @@ def compare_command(
         click.echo(str(path))
 
 
+@cli.command(name="export")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["anndata", "wsp", "gatingml"]),
+    default="anndata",
+    show_default=True,
+    help="anndata: one .h5ad per file; wsp: one FlowJo 10 workspace; gatingml: one per file.",
+)
+@click.option(
+    "-t",
+    "--template",
+    default="aml_blasts_cd45_ssc",
+    show_default=True,
+    help="Template name or path (YAML, GatingML .xml, FlowJo .wsp).",
+)
+@click.option("--group", default=None, help="FlowJo sample group (with a .wsp template).")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder (default: cytogate_export beside SOURCE's files).",
+)
+@_user_errors
+def export_command(
+    source: Path, fmt: str, template: str, group: str | None, out: Path | None
+) -> None:
+    """Gate SOURCE (an FCS file, or the FCS files of a run folder) and export the events and
+    memberships (AnnData) or the gates applied to each file (FlowJo workspace, GatingML)."""
+    from cytogate.interop.export import run_export
+
+    for path in run_export(source, fmt, _template(template, group), out):
+        click.echo(str(path))
+
+
 def _template(template: str, group: str | None) -> Any:
     """The template argument as given, or a FlowJo workspace's ``--group``."""
     if group is None:

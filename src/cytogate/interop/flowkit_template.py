@@ -370,7 +370,7 @@ def _values_and_gates(
             for j, (dim, key) in enumerate(zip(dims, keys, strict=True)):
                 if dim not in scaled:
                     scaled[dim] = frame.iloc[:, j].to_numpy(dtype=np.float64)
-                    markers[dim] = _resolved(dim, key[0], pnn, pns)
+                    markers[dim] = _resolved(dim, key[0], pnn, pns, strategy)
         geometry = _geometry(owner, ref, dims, names)
         note = (
             f"evaluated by FlowKit ({geometry.description})"
@@ -392,14 +392,24 @@ def _values_and_gates(
     return scaled, markers, applied
 
 
-def _resolved(dim: str, label: str, pnn: list[str], pns: list[str]) -> ResolvedMarker:
+def _resolved(
+    dim: str, label: str, pnn: list[str], pns: list[str], strategy: Any
+) -> ResolvedMarker:
+    """The file's channel of a GatingML/FlowJo dimension label, found as FlowKit finds it:
+    $PnN, $PnS, FlowJo's $PnN ('/' as '_'), or a compensation matrix's fluorochrome name."""
     flowjo = [p.replace("/", "_") for p in pnn]
     for names, via in ((pnn, "pnn"), (pns, "pns"), (flowjo, "pnn")):
         if label in names:
             i = names.index(label)
             return ResolvedMarker(dim, i, pnn[i], pns[i], via)  # type: ignore[arg-type]
-    # a ratio dimension (or a fluorochrome name of a matrix): no single channel; use the first
-    return ResolvedMarker(dim, 0, label, "", "pnn")
+    for matrix in strategy.comp_matrices.values():
+        if label in matrix.fluorochromes:
+            detector = matrix.detectors[matrix.fluorochromes.index(label)]
+            if detector in pnn:
+                i = pnn.index(detector)
+                return ResolvedMarker(dim, i, pnn[i], pns[i], "pns")
+    # a ratio dimension: no single channel (index -1: the values are in ``scaled`` only)
+    return ResolvedMarker(dim, -1, label, "", "pnn")
 
 
 def _compensation_for_values(
