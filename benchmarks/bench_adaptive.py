@@ -38,7 +38,7 @@ def _samples(events: int, files: int, seed: int) -> list[tuple[str, object]]:
     from cytogate.io.fcs import read_fcs
     from cytogate.sim.simulate import (
         StudyConfig,
-        _file_rng,
+        file_rng,
         hard_config,
         make_patients,
         simulate_sample,
@@ -57,7 +57,7 @@ def _samples(events: int, files: int, seed: int) -> list[tuple[str, object]]:
             patients = make_patients(config)
         for p in patients[: max(1, files // 2)]:
             sim = simulate_sample(
-                config, p, "baseline", "stained", events, _file_rng(config, p.index, 0, 0)
+                config, p, "baseline", "stained", events, file_rng(config, p.index, 0, 0)
             )
             path = Path(tmp.name) / f"{label}_{p.patient}.fcs"
             out.append((f"{label}/{p.patient}", read_fcs(write_sample(path, sim, config, p))))
@@ -74,7 +74,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from cytogate.gating.engine import gate
-    from cytogate.gating.mixture import fit_mixture
+    from cytogate.gating.fitting.mixture import fit_mixture
     from cytogate.gating.template import load_template
 
     adaptive = load_template("aml_blasts_cd45_ssc")

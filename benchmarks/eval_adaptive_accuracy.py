@@ -109,7 +109,7 @@ def evaluate_file(job: tuple[str, Any, str, int, int]) -> dict[str, Any]:
     from cytogate.errors import CytogateError
     from cytogate.gating.engine import gate
     from cytogate.io.fcs import read_fcs
-    from cytogate.sim.simulate import _file_rng, make_patients, simulate_sample, write_sample
+    from cytogate.sim.simulate import file_rng, make_patients, simulate_sample, write_sample
 
     name, config, fmt, p, k = job
     with warnings.catch_warnings():
@@ -117,7 +117,7 @@ def evaluate_file(job: tuple[str, Any, str, int, int]) -> dict[str, Any]:
         patient = make_patients(config)[p]
     timepoint = config.timepoints[k]
     sim = simulate_sample(
-        config, patient, timepoint, "stained", config.events_per_file, _file_rng(config, p, k, 0)
+        config, patient, timepoint, "stained", config.events_per_file, file_rng(config, p, k, 0)
     )
     labels = sim.labels
     truth = labels == BLAST

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ("aml_blasts_cd45_ssc", "aml_blasts_cd45_ssc_fixed")
 
 
@@ -36,8 +37,10 @@ def main() -> int:
     args = parser.parse_args()
 
     from cytogate.sim.simulate import hard_config, simulate_study
-    from cytogate.sim.truth import RECOVERY_TOLERANCE, oracle_measures
     from cytogate.study.batch import run_batch
+
+    sys.path.insert(0, str(ROOT))  # the oracle is test code, not part of the package
+    from tests.oracle import RECOVERY_TOLERANCE, oracle_measures
 
     config = hard_config(args.patients, args.events, args.seed)
     with tempfile.TemporaryDirectory() as tmp:

@@ -381,7 +381,10 @@ def test_pinned_geometry_is_used_instead_of_fitting():
             "{name: g, kind: threshold, dims: [X], method: mad, pin: always}",
             "field 'pin'",
         ),
-        ("{name: g, kind: range, dims: [X], min: 0.1, qc: {min_frac: 0.1}}", "field 'qc'"),
+        (
+            "{name: g, kind: range, dims: [X], min: 0.1, qc: {min_frac: 0.1}}",
+            "field 'qc.min_frac' (did you mean 'qc.min_fraction'?)",
+        ),
         ("{name: g, kind: relative, dims: [X], min: [{of: nowhere}]}", "no population"),
         (
             "{name: g, kind: relative, dims: [X], min: [{of: root, stat: mode}]}",
@@ -393,7 +396,9 @@ def test_adaptive_validation_errors_name_file_gate_and_field(gate_text, message)
     with pytest.raises(TemplateError) as info:
         _tmpl(f"  - {gate_text}\n")
     text = str(info.value)
-    assert text.startswith("unit.yaml: gate 'g'") and message in text, text
+    # file:line of the gate's entry (line 7 of HEAD + gate), then the gate and the field
+    assert text.startswith("unit.yaml:7: gate 'g'") and message in text, text
+    assert "\n" not in text
 
 
 def test_exclude_must_name_a_cluster_gate_on_the_same_mixture():

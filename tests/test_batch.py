@@ -1,6 +1,6 @@
 """`cytogate batch` end to end: planted effects recovered, failure modes, exit codes, determinism.
 
-The oracle for each measure (cytogate.sim.truth) is computed from the simulator's per-event
+The oracle for each measure (tests/oracle.py) is computed from the simulator's per-event
 ground-truth labels (true blasts, true leukocytes) with its own compensation, independently of
 the gating engine, and the batch's per-patient fold changes must come within
 RECOVERY_TOLERANCE of it.
@@ -19,8 +19,8 @@ from click.testing import CliRunner
 from cytogate.cli import cli
 from cytogate.io.fcs import read_fcs
 from cytogate.io.fcs_writer import write_fcs
-from cytogate.sim.truth import BLAST, RECOVERY_TOLERANCE, oracle_measures
 from cytogate.study.batch import run_batch
+from tests.oracle import BLAST, RECOVERY_TOLERANCE, oracle_measures
 
 RUN42 = Path(__file__).resolve().parents[1] / "sample_fcs" / "run42"
 

@@ -165,3 +165,23 @@ def test_spillover_naming_an_absent_channel_is_an_error():
     sample = make_sample(np.zeros((2, 2)), ["FL1", "FL2"], ["CD1", "CD2"], spillover=spill)
     with pytest.raises(GatingError, match="FL9"):
         gate(sample, parse_template(COMP, Path("c.yaml")))
+
+
+def test_result_carries_what_was_applied_and_is_built_by_keyword_only():
+    from cytogate.gating.engine import GatingResult
+    from cytogate.model.transforms import Scale
+
+    sample, x, y = _grid_sample()
+    text = TEMPLATE.replace("X: {kind: linear, top: 1}", "X: {kind: linear, top: 2}")
+    result = gate(sample, parse_template(text, Path("unit.yaml")))
+    # the scale applied per gated marker, as used (X's top is 2: scaled X = x / 2)
+    assert result.scales == {
+        "X": Scale("linear", {"top": 2.0, "bottom": 0.0}),
+        "Y": result.scales["Y"],
+    }
+    assert result.scale_for("X") is result.scales["X"]
+    assert np.allclose(result.scaled_values("X"), x / 2)
+    assert result.channel_map() == {"X": "X", "Y": "Y"}
+    assert result.gate_of("box").geometry.max == (0.5, 0.5)
+    with pytest.raises(TypeError):
+        GatingResult(sample, result.template)  # positional construction is refused

@@ -152,3 +152,134 @@ def test_template_from_a_path(tmp_path):
     path.write_text(BASE + "  - {name: g, kind: range, dims: [CD45], min: 0.5}\n")
     tmpl = load_template(path)
     assert tmpl.name == "t" and tmpl.path == path
+
+
+# --------------------------------------------------------------------------- lines, hints, kinds
+
+
+BLOCK = """
+name: t
+panel: {FSC-A: '^FSC-A$', SSC-A: '^SSC-A$', CD45: 'CD45'}
+scales: {default: logicle}
+gates:
+  - name: cells
+    kind: rectangle
+    dims: [FSC-A, SSC-A]
+    min: [0.1, 0.1]
+  - name: blasts
+    parent: cells
+    kind: cluster
+    dims: [CD45, SSC-A]
+    mixture:
+      components: [2, 4]
+      subsampel: 3000
+"""
+
+
+def test_error_gives_the_yaml_line_of_the_misspelt_field_and_a_suggestion():
+    with pytest.raises(TemplateError) as info:
+        parse_template(BLOCK, Path("block.yaml"))
+    message = str(info.value)
+    # line 16 holds `subsampel:` (BLOCK starts with an empty line 1)
+    assert message.startswith("block.yaml:16: gate 'blasts': unknown field 'mixture.subsampel'")
+    assert "did you mean 'mixture.subsample'?" in message
+    assert "\n" not in message
+
+
+def test_error_line_points_at_the_bad_value_not_the_gate():
+    text = BLOCK.replace("      subsampel: 3000\n", "").replace("min: [0.1, 0.1]", "min: [0.1, x]")
+    with pytest.raises(TemplateError) as info:
+        parse_template(text, Path("block.yaml"))
+    message = str(info.value)
+    assert message.startswith("block.yaml:9: gate 'cells': field 'min': 'x' is not a number")
+
+
+def test_misspelt_gate_field_kind_and_population_get_suggestions():
+    cases = [
+        ("  - {name: g, kind: range, dims: [CD45], mn: 0.5}", "did you mean 'min'?"),
+        ("  - {name: g, kind: rectangel, dims: [CD45], min: 0.5}", "did you mean 'rectangle'?"),
+        (
+            "  - {name: g, kind: range, dims: [CD45], min: 0.5}\n"
+            "  - {name: h, parent: gg, kind: range, dims: [CD45], min: 0.6}",
+            "did you mean 'g'?",
+        ),
+    ]
+    for gates, hint in cases:
+        with pytest.raises(TemplateError) as info:
+            _parse(gates)
+        assert hint in str(info.value), str(info.value)
+
+
+def test_every_kind_is_registered_once_with_its_fields_documented():
+    from cytogate.gating.kinds import KINDS, kinds_markdown
+
+    assert list(KINDS) == [
+        "rectangle",
+        "range",
+        "polygon",
+        "ellipse",
+        "quadrant",
+        "boolean",
+        "cluster",
+        "relative",
+        "threshold",
+    ]
+    table = kinds_markdown()
+    for kind in KINDS.values():
+        assert f"### `{kind.name}`" in table
+        for f in kind.fields:
+            assert f"| `{f.name}` |" in table
+    # a default is written once: the parsed gate carries the declared default
+    tmpl = _parse("  - {name: g, kind: threshold, dims: [CD45], method: valley}")
+    assert tmpl.gates[0].variants[0].min_depth == KINDS["threshold"].field_map["min_depth"].default
+
+
+def test_a_new_kind_is_one_registration(monkeypatch):
+    """A kind declared and registered outside the package validates, parses and fits."""
+    import numpy as np
+
+    from cytogate.gating import kinds
+    from cytogate.gating.engine import gate
+    from cytogate.gating.fields import REQUIRED, Field, fraction
+    from cytogate.gating.fitting.base import Fit
+    from cytogate.gating.gates import Rectangle
+    from tests.conftest import make_sample
+
+    class Top:  # keep the top share of the parent's events on one dimension
+        kind = "top_share"
+
+        def __init__(self, dims, share):
+            self.dims, self.share = dims, share
+
+    def fit(spec, name, parent, points, ctx):
+        cut = float(np.quantile(points[:, 0], 1 - spec.share))
+        return Fit(Rectangle(spec.dims, (cut,), (None,)), {"cut": cut})
+
+    monkeypatch.delitem(kinds.KINDS, "top_share", raising=False)
+    kinds.register(
+        kinds.Kind(
+            name="top_share",
+            summary="the top share of events",
+            fields=(Field("dims", "one marker", REQUIRED), Field("share", "0..1", 0.1, fraction)),
+            parse=lambda e: Top(tuple(e.raw("dims")), e.get("share")),
+            fit=fit,
+        )
+    )
+    try:
+        text = BASE + "  - {name: hi, kind: top_share, dims: [CD45], share: 0.25}\n"
+        tmpl = parse_template(text, Path("k.yaml"))
+        x = np.random.default_rng(1).normal(1000, 300, 4000)
+        result = gate(make_sample(np.column_stack([x, x, x]), ["FSC-A", "SSC-A", "CD45"]), tmpl)
+        assert result.count("hi") == pytest.approx(1000, abs=2)
+        assert result.gate_of("hi").fitted
+        with pytest.raises(TemplateError, match="field 'share': between 0 and 1"):
+            parse_template(text.replace("0.25", "2"), Path("k.yaml"))
+    finally:
+        kinds.KINDS.pop("top_share", None)
+
+
+def test_docs_field_reference_is_generated_from_the_declarations():
+    from cytogate.gating.loader import reference_markdown
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "gate_kinds.md"
+    assert docs.read_text() == reference_markdown(), "regenerate docs/gate_kinds.md"

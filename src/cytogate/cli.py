@@ -1,15 +1,20 @@
 """The ``cytogate`` command.
 
 User errors (a bad file, template or manifest) print one line, ``cytogate: error: …``, and exit
-with status 2; they never show a traceback. Heavy modules are imported inside each command so
-``cytogate --help`` stays fast.
+with status 2; they never show a traceback. Ctrl-C (SIGINT), SIGTERM (what ``timeout`` and
+schedulers send) and SIGHUP stop the command — workers stopped, staged outputs removed — and
+exit 128 + the signal number (130, 143, 129), never 1, which means "some files failed".
+Heavy modules are imported inside each command so ``cytogate --help`` stays fast.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,16 +28,50 @@ EXIT_USAGE = 2
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class Stopped(BaseException):
+    """A stop signal arrived (raised in the main thread, so every ``finally`` cleans up)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise :class:`Stopped`, as SIGINT raises KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise Stopped(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _user_errors(func: F) -> F:
-    """Turn a :class:`CytogateError` into one line on stderr and exit status 2."""
+    """One line and exit 2 for a :class:`CytogateError`; exit 128 + N for a stop signal."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with _stop_on_signals():
+                return func(*args, **kwargs)
         except CytogateError as exc:
             click.echo(f"cytogate: error: {exc}", err=True)
             sys.exit(EXIT_USAGE)
+        except KeyboardInterrupt:
+            click.echo("cytogate: interrupted (SIGINT); outputs left as they were", err=True)
+            sys.exit(128 + signal.SIGINT)
+        except Stopped as stopped:
+            name = signal.Signals(stopped.signum).name
+            click.echo(f"cytogate: stopped by {name}; outputs left as they were", err=True)
+            sys.exit(128 + stopped.signum)
 
     return wrapper  # type: ignore[return-value]
 
@@ -106,11 +145,17 @@ def gate_command(
 
 
 @cli.command()
+@click.option("--kinds", is_flag=True, help="List the gate kinds and their fields instead.")
 @_user_errors
-def templates() -> None:
-    """List the bundled gating templates."""
+def templates(kinds: bool) -> None:
+    """List the bundled gating templates (or, with --kinds, every gate kind's fields)."""
     from cytogate.gating.template import list_templates, load_template
 
+    if kinds:
+        from cytogate.gating.loader import reference_markdown
+
+        click.echo(reference_markdown())
+        return
     for name, path in list_templates().items():
         tmpl = load_template(path)
         click.echo(f"{name}\t{tmpl.description}\t{path}")
@@ -185,6 +230,12 @@ def templates() -> None:
     default=None,
     help="Patients whose blasts are CD45-negative (default 0, or 1 with --hard).",
 )
+@click.option(
+    "--cd34",
+    is_flag=True,
+    help="Instead: an ISHAGE CD34+ mobilisation cohort (blood and apheresis tubes, counting "
+    "beads, 7-AAD) in three regimen groups, --patients spread over them; see docs/cd34.md.",
+)
 @_user_errors
 def simulate(
     outdir: Path,
@@ -199,10 +250,18 @@ def simulate(
     scatter_gain_level: str | None,
     cd45_channel: str | None,
     cd45_negative_blast_patients: int | None,
+    cd34: bool,
 ) -> None:
     """Write a SIMULATED mobilisation study (FCS 3.1 files, manifest, ground truth)."""
     import dataclasses
     import warnings
+
+    if cd34:
+        _simulate_cd34(outdir, patients, seed, hard or any(
+            v is not None for v in (blast_cd45, blast_ssc, blast_share, scatter_gain,
+                                    scatter_gain_level, cd45_channel, cd45_negative_blast_patients)
+        ))  # fmt: skip
+        return
 
     from cytogate.sim.simulate import StudyConfig, cd45_on_channel, hard_config, simulate_study
 
@@ -275,6 +334,19 @@ def simulate(
     )
 
 
+def _simulate_cd34(outdir: Path, patients: int, seed: int, blast_options: bool) -> None:
+    from cytogate.sim.cd34 import CD34Config, simulate_cd34_study
+
+    if blast_options:
+        raise click.UsageError("--cd34 does not take --hard or the blast/scatter/CD45 options")
+    config = CD34Config(patients_per_regimen=max(1, -(-patients // 3)), seed=seed)
+    study = simulate_cd34_study(outdir, config)
+    click.echo(
+        f"wrote {len(study.manifest)} SIMULATED CD34 tubes ({len(study.patients)} patients in "
+        f"{', '.join(config.regimens)}), manifest.csv, cytogate.yaml and ground_truth/ to {outdir}"
+    )
+
+
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
@@ -335,6 +407,21 @@ def simulate(
     default=None,
     help="PNG resolution of the per-sample plots (default 150; time-course figures >= 300).",
 )
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(0, 86_400, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Per-file time limit; a file over it is reported failed (default: the config's "
+    "file_time_limit_s, else none).",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Run the per-file jobs on a dask.distributed scheduler (e.g. tcp://host:8786); the "
+    "workers must see the run folder at the same path.",
+)
 @_user_errors
 def batch(
     run_dir: Path,
@@ -348,20 +435,23 @@ def batch(
     no_plots: bool,
     plot_format: str,
     plot_dpi: int | None,
+    time_limit: float | None,
+    scheduler: str | None,
 ) -> None:
     """Gate and quantify every file of a run; write tables, paired statistics, plots, report.
 
     The tables are written first; then plots/ (gate and marker plots per sample, time-course
-    figures) and report.html, unless --no-plots.
+    figures) and report.html, unless --no-plots. The whole set replaces the previous one in
+    OUT at the end, in one step; one run at a time per OUT.
 
     Exit status: 0 all files processed, 1 some files failed (the rest are reported),
-    2 usage or configuration error.
+    2 usage or configuration error, 130/143 interrupted by SIGINT/SIGTERM (OUT unchanged).
     """
     from cytogate.progress import batch_progress
     from cytogate.study.batch import run_batch
 
     out = out or run_dir / "cytogate_results"
-    with batch_progress(enabled=not quiet) as progress:
+    with _dask_client(scheduler) as client, batch_progress(enabled=not quiet) as progress:
         result = run_batch(
             run_dir,
             template=_template(template, group) if template else None,
@@ -374,6 +464,8 @@ def batch(
             plot_format=plot_format,
             plot_dpi=plot_dpi,
             plot_progress=None if quiet else _plot_progress(out),
+            client=client,
+            time_limit=time_limit,
         )  # type: ignore[arg-type]
     n, failed = len(result.samples), result.failed
     for warning in result.run["warnings"]:
@@ -389,7 +481,35 @@ def batch(
             f"plots in {Path(out) / 'plots'}; report: {summary['report']} "
             f"({summary['timings']['total_s']:.1f} s)"
         )
+    if "cd34" in result.extra and not no_plots:  # ISHAGE runs: yield per group
+        from cytogate.viz.cd34_figures import write_cd34_figures
+
+        files = [run_dir / f for f in result.samples["file"]]
+        for path in write_cd34_figures(result.extra["cd34"], files, out):
+            click.echo(f"CD34 figure: {path}")
     sys.exit(result.exit_status)
+
+
+@contextlib.contextmanager
+def _dask_client(address: str | None) -> Iterator[Any]:
+    """A ``dask.distributed`` client of the scheduler at ``address`` (None: no client)."""
+    if address is None:
+        yield None
+        return
+    try:
+        from distributed import Client
+    except ImportError as exc:  # pragma: no cover - distributed is a dependency
+        raise CytogateError(
+            "--scheduler needs dask.distributed (pip install 'dask[distributed]')"
+        ) from exc
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise CytogateError(f"--scheduler {address}: cannot connect: {exc}") from exc
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def _plot_progress(out: Path) -> Callable[[int, int], None]:

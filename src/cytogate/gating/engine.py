@@ -1,13 +1,11 @@
-"""Apply a gating template to a sample.
+"""Apply a gating template to a sample (see docs/architecture.md, "gating").
 
-Pipeline per file: resolve the template's markers to channels → compensate → scale the gate
-dimensions → evaluate gates in dependency order, each on its parent's events only (vectorised
-over those events), scattering results back into boolean masks over all events.
-
-Adaptive gates (:mod:`cytogate.gating.adaptive`) are first fitted on the parent's events; the
-fit is an ordinary geometry, stored in :attr:`AppliedGate.geometry` with its diagnostics and QC
-reasons, and the population is that geometry's membership. A gate's QC flag passes to the
-populations that depend on it (children, and gates that refer to it).
+Per file: resolve the template's markers to channels → compensate → scale the gate dimensions →
+evaluate gates in dependency order, each on its parent's events only (vectorised over those
+events), scattering results back into boolean masks over all events. A data-driven gate is
+first fitted by its kind's fitter (:mod:`cytogate.gating.kinds`); the fit is an ordinary
+geometry, stored in :attr:`AppliedGate.geometry` with its diagnostics and QC reasons. A gate's
+QC flag passes to the populations that depend on it (children, gates that refer to it).
 """
 
 from __future__ import annotations
@@ -19,23 +17,25 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from cytogate.errors import GatingError, PanelError
-from cytogate.gating import adaptive
 from cytogate.gating.external import ExternalTemplate
+from cytogate.gating.fitting.base import FitError, empty_gate
 from cytogate.gating.gates import Boolean, Geometry, Quadrant
-from cytogate.gating.template import ROOT, GateSpec, Template, load_template
+from cytogate.gating.kinds import KINDS, kind_of
+from cytogate.gating.loader import load_template
+from cytogate.gating.model import ROOT, GateSpec, Template
+from cytogate.gating.serialize import json_ready
 from cytogate.model.panel import ResolvedMarker, find_marker
-from cytogate.model.transforms import Compensation
+from cytogate.model.transforms import Compensation, Scale
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
     from cytogate.io.fcs import Sample
-    from cytogate.model.transforms import Scale
 
 GateStatus = Literal["applied", "skipped"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AppliedGate:
     """What the engine did with one gate of the template on one file."""
 
@@ -53,14 +53,27 @@ class AppliedGate:
     @property
     def fitted(self) -> bool:
         """True for an adaptive gate (its geometry was fitted to this file, or pinned)."""
-        return self.kind in adaptive.ADAPTIVE_KINDS and self.status == "applied"
+        return self.status == "applied" and KINDS[self.kind].adaptive
 
 
 class GatingResult:
-    """Populations of one sample: boolean masks over all events, counts and percentages."""
+    """Populations of one sample: boolean masks over all events, counts and percentages.
+
+    Built by :func:`gate` only (keyword arguments). Besides the populations it carries what
+    was applied to the file, for the batch's per-file outcome and the figures:
+
+    * ``sample``, ``template``; ``gates``: one :class:`AppliedGate` per template gate, with the
+      geometry used (fitted, pinned or fixed), its diagnostics and QC reasons;
+    * ``scales``: marker -> the :class:`~cytogate.model.transforms.Scale` applied to it in this
+      file (alternatives and ``pne`` resolved), for every gated marker;
+    * ``markers``: marker -> resolved channel (:meth:`channel_map` gives marker -> $PnN);
+    * ``compensation`` (which matrix, in words) and ``spillover`` (the matrix, or None);
+    * ``scaled``: marker -> values in the scaled space, as gates saw them.
+    """
 
     def __init__(
         self,
+        *,
         sample: Sample,
         template: Template,
         compensation: Compensation,
@@ -68,24 +81,26 @@ class GatingResult:
         spillover: pd.DataFrame | None,
         markers: dict[str, ResolvedMarker],
         scaled: dict[str, np.ndarray],
+        scales: dict[str, Scale],
         gates: list[AppliedGate],
         masks: dict[str, np.ndarray],
         parents: dict[str, str],
         reference: Mapping[str, str] | None,
-        dependencies: dict[str, set[str]] | None = None,
+        dependencies: dict[str, set[str]],
     ) -> None:
-        self.sample = sample
-        self.template = template
+        self.sample: Sample = sample
+        self.template: Template = template
         self._comp = compensation
-        self.compensation = compensation_note  # which matrix was used, in words
-        self.spillover = spillover  # the matrix used, labelled by $PnN (None: uncompensated)
-        self.markers = markers
-        self.scaled = scaled
-        self.gates = gates
+        self.compensation: str = compensation_note
+        self.spillover: pd.DataFrame | None = spillover  # labelled by $PnN
+        self.markers: dict[str, ResolvedMarker] = markers
+        self.scaled: dict[str, np.ndarray] = scaled
+        self.scales: dict[str, Scale] = scales
+        self.gates: list[AppliedGate] = gates
         self._masks = masks
         self._parents = parents
         self._reference = dict(reference or {})
-        self._dependencies = dependencies or {}
+        self._dependencies = dependencies
 
     # ----------------------------------------------------------------- populations
     @property
@@ -184,6 +199,8 @@ class GatingResult:
 
     def scale_for(self, marker: str) -> Scale:
         """The scale of ``marker`` as used for this file (alternatives resolved)."""
+        if marker in self.scales:
+            return self.scales[marker]
         resolved = self.resolve(marker)
         return self.template.scale_for(marker, self.sample, resolved.index)
 
@@ -218,9 +235,7 @@ class GatingResult:
     def scaled_values(self, marker: str, population: str = ROOT) -> np.ndarray:
         """Values in the template's scaled space for ``marker`` (as gates see them)."""
         if marker not in self.scaled:
-            self.scaled[marker] = _scale(
-                self.sample, self.template, self._comp, self.resolve(marker), marker
-            )
+            _scale_into(self, marker, self.resolve(marker))
         column = self.scaled[marker]
         return column if population == ROOT else column[self.mask(population)]
 
@@ -251,103 +266,107 @@ def gate(
             sample, compensation=compensation, reference=reference, pinned=pinned
         )
     comp, comp_note, spillover = _compensate(sample, tmpl, compensation)
-    markers: dict[str, ResolvedMarker] = {}
-    scaled: dict[str, np.ndarray] = {}
-    masks: dict[str, np.ndarray] = {}
-    parents: dict[str, str] = {}
-    applied: list[AppliedGate] = []
-    all_events = np.ones(sample.n_events, dtype=bool)
-    points_of = _ParentPoints(scaled)
-    context = _FitContext(sample, tmpl, comp, markers, scaled, masks, reference)
-
+    result = GatingResult(
+        sample=sample,
+        template=tmpl,
+        compensation=comp,
+        compensation_note=comp_note,
+        spillover=spillover,
+        markers={},
+        scaled={},
+        scales={},
+        gates=[],
+        masks={},
+        parents={},
+        reference=reference,
+        dependencies={g.name: g.qc_sources() for g in tmpl.gates},
+    )
+    points_of = _ParentPoints(result.scaled)
+    context = _FitContext(result)
     for spec in tmpl.gates:
-        parent_mask = all_events if spec.parent == ROOT else masks[spec.parent]
-        geometry, resolved, why_not = _choose_variant(sample, tmpl, spec, markers, reference)
-        if geometry is None:
-            if not spec.optional:
-                raise GatingError(f"{sample.path.name}: gate '{spec.name}': {why_not}")
-            applied.append(
-                AppliedGate(
-                    spec.name,
-                    spec.parent,
-                    spec.kind,
-                    "skipped",
-                    None,
-                    (),
-                    (),
-                    f"skipped (optional): {why_not}",
-                )
-            )
-            for pop in spec.populations():  # a skipped gate passes its parent's events through
-                masks[pop], parents[pop] = parent_mask.copy(), spec.parent
-            continue
-        dims = geometry.dims
-        for dim, r in zip(dims, resolved, strict=True):
-            markers.setdefault(dim, r)
-            if dim not in scaled:
-                scaled[dim] = _scale(sample, tmpl, comp, r, dim)
-        kind = geometry.kind
-        diagnostics: dict[str, Any] = {}
-        qc: list[str] = []
-        if adaptive.is_adaptive(geometry):
-            geometry, diagnostics, qc = _fit(
-                spec, geometry, parent_mask, points_of, context, pinned
-            )
-        evaluated = _evaluate(spec.name, geometry, spec.parent, parent_mask, points_of, masks)
-        for pop, mask in evaluated.items():
-            masks[pop], parents[pop] = mask, spec.parent
-        qc += _qc_rules(spec, evaluated, parent_mask, diagnostics)
-        context.geometries[spec.name] = geometry
-        applied.append(
-            AppliedGate(
-                spec.name,
-                spec.parent,
-                kind,
-                "applied",
-                geometry,
-                dims,
-                tuple(r.pnn for r in resolved),
-                diagnostics=adaptive.json_ready(diagnostics),
-                qc=tuple(qc),
-            )
-        )
+        result.gates.append(_apply(result, spec, points_of, context, pinned))
+    return result
 
-    return GatingResult(
-        sample,
-        tmpl,
-        comp,
-        comp_note,
-        spillover,
-        markers,
-        scaled,
-        applied,
-        masks,
-        parents,
-        reference,
-        {g.name: g.qc_sources() for g in tmpl.gates},
+
+def _apply(
+    result: GatingResult,
+    spec: GateSpec,
+    points_of: _ParentPoints,
+    context: _FitContext,
+    pinned: Mapping[str, Geometry] | None,
+) -> AppliedGate:
+    """Evaluate one gate on its parent's events, storing its population masks in ``result``."""
+    masks, parents = result._masks, result._parents
+    parent_mask = (
+        np.ones(result.n_events, dtype=bool) if spec.parent == ROOT else masks[spec.parent]
+    )
+    geometry, resolved, why_not = _choose_variant(result, spec)
+    if geometry is None:
+        if not spec.optional:
+            raise GatingError(f"{result.sample.path.name}: gate '{spec.name}': {why_not}")
+        for pop in spec.populations():  # a skipped gate passes its parent's events through
+            masks[pop], parents[pop] = parent_mask.copy(), spec.parent
+        return AppliedGate(
+            name=spec.name,
+            parent=spec.parent,
+            kind=spec.kind,
+            status="skipped",
+            geometry=None,
+            dims=(),
+            channels=(),
+            note=f"skipped (optional): {why_not}",
+        )
+    dims = geometry.dims
+    for dim, r in zip(dims, resolved, strict=True):
+        result.markers.setdefault(dim, r)
+        if dim not in result.scaled:
+            _scale_into(result, dim, r)
+    kind = geometry.kind
+    diagnostics: dict[str, Any] = {}
+    qc: list[str] = []
+    if kind_of(geometry).adaptive:
+        geometry, diagnostics, qc = _fit(spec, geometry, parent_mask, points_of, context, pinned)
+    evaluated = _evaluate(spec.name, geometry, spec.parent, parent_mask, points_of, masks)
+    for pop, mask in evaluated.items():
+        masks[pop], parents[pop] = mask, spec.parent
+    qc += _qc_rules(spec, evaluated, parent_mask, diagnostics)
+    context.geometries[spec.name] = geometry
+    return AppliedGate(
+        name=spec.name,
+        parent=spec.parent,
+        kind=kind,
+        status="applied",
+        geometry=geometry,
+        dims=dims,
+        channels=tuple(r.pnn for r in resolved),
+        diagnostics=json_ready(diagnostics),
+        qc=tuple(qc),
     )
 
 
 def _fit(
     spec: GateSpec,
-    geometry: adaptive.AdaptiveGeometry,
+    geometry: Any,
     parent_mask: np.ndarray,
     points_of: _ParentPoints,
     context: _FitContext,
     pinned: Mapping[str, Geometry] | None,
 ) -> tuple[Geometry, dict[str, Any], list[str]]:
-    """Fit an adaptive gate (or take its pinned geometry): (geometry, diagnostics, QC)."""
+    """Fit an adaptive gate with its kind's fitter (or take its pinned geometry):
+    (geometry, diagnostics, QC)."""
     if pinned is not None and spec.name in pinned:
         return pinned[spec.name], {"method": geometry.kind, "pinned": spec.pin or True}, []
     qc = []
     if spec.pin and pinned is not None:
         qc.append(f"pin: {spec.pin} requested but no {spec.pin} fit is available; fitted here")
     _, points = points_of.get(spec.parent, parent_mask, geometry.dims)
+    fitter = kind_of(geometry).fit
+    assert fitter is not None
     try:
-        fitted = adaptive.fit(geometry, spec.name, spec.parent, points, context)
-    except adaptive.FitError as exc:  # no fallback in the template: an empty, flagged gate
+        fitted = fitter(geometry, spec.name, spec.parent, points, context)
+    except FitError as exc:  # no fallback in the template: an empty, flagged gate
         qc.append(f"{exc}; gate left empty")
-        return adaptive.empty_gate(geometry.dims), {"method": geometry.kind, "fallback": True}, qc
+        return empty_gate(geometry.dims), {"method": geometry.kind, "fallback": True}, qc
     return fitted.geometry, fitted.diagnostics, [*qc, *fitted.qc]
 
 
@@ -378,46 +397,26 @@ def _qc_rules(
 class _FitContext:
     """What fits may ask for: reference populations' values, a shared mixture per file."""
 
-    def __init__(
-        self,
-        sample: Sample,
-        tmpl: Template,
-        comp: Compensation,
-        markers: dict[str, ResolvedMarker],
-        scaled: dict[str, np.ndarray],
-        masks: dict[str, np.ndarray],
-        reference: Mapping[str, str] | None,
-    ) -> None:
-        self._sample, self._tmpl, self._comp = sample, tmpl, comp
-        self._markers, self._scaled, self._masks = markers, scaled, masks
-        self._reference = reference or {}
+    def __init__(self, result: GatingResult) -> None:
+        self._result = result
         self._mixtures: dict[tuple[Any, ...], Any] = {}
         self._selections: dict[str, tuple[tuple[Any, ...], tuple[int, ...]]] = {}
         self.geometries: dict[str, Geometry] = {}
 
     def values(self, population: str, dim: str) -> np.ndarray:
-        if dim not in self._scaled:
-            if dim not in self._markers:
-                try:
-                    self._markers[dim] = find_marker(
-                        self._sample, self._tmpl.panel[dim], self._reference.get(dim)
-                    )
-                except PanelError as exc:
-                    raise adaptive.FitError(str(exc)) from exc
-            self._scaled[dim] = _scale(
-                self._sample, self._tmpl, self._comp, self._markers[dim], dim
-            )
-        column = self._scaled[dim]
-        return column if population == ROOT else column[self._masks[population]]
+        try:
+            return self._result.scaled_values(dim, population)
+        except PanelError as exc:
+            raise FitError(str(exc)) from exc
 
     def mixture(self, key: tuple[Any, ...], fit: Any) -> Any:
         if key not in self._mixtures:
             try:
                 self._mixtures[key] = fit()
-            except adaptive.FitError as exc:
+            except FitError as exc:
                 self._mixtures[key] = exc
         found = self._mixtures[key]
-        if isinstance(found, adaptive.FitError):
+        if isinstance(found, FitError):
             raise found
         return found
 
@@ -434,20 +433,17 @@ class _FitContext:
 
 
 def _choose_variant(
-    sample: Sample,
-    tmpl: Template,
-    spec: GateSpec,
-    known: dict[str, ResolvedMarker],
-    reference: Mapping[str, str] | None,
-) -> tuple[Geometry | None, list[ResolvedMarker], str]:
+    result: GatingResult, spec: GateSpec
+) -> tuple[Any | None, list[ResolvedMarker], str]:
     """The first variant whose dimensions all resolve in this file, or why none does."""
     problems = []
+    sample, tmpl, reference = result.sample, result.template, result._reference
     for geometry in spec.variants:
         try:
             resolved = [
-                known[d]
-                if d in known
-                else find_marker(sample, tmpl.panel[d], (reference or {}).get(d))
+                result.markers[d]
+                if d in result.markers
+                else find_marker(sample, tmpl.panel[d], reference.get(d))
                 for d in geometry.dims
             ]
         except PanelError as exc:
@@ -507,12 +503,13 @@ def _evaluate(
     return out
 
 
-def _scale(
-    sample: Sample, tmpl: Template, comp: Compensation, marker: ResolvedMarker, dim: str
-) -> np.ndarray:
+def _scale_into(result: GatingResult, dim: str, marker: ResolvedMarker) -> None:
+    """Scale ``dim``'s compensated values with this file's scale, recording the scale used."""
+    sample = result.sample
     pnr = float(sample.channels["pnr"].iloc[marker.index])
-    scale = tmpl.scale_for(dim, sample, marker.index)
-    return scale.apply(comp.column(marker.index), pnr)
+    scale = result.template.scale_for(dim, sample, marker.index)
+    result.scales[dim] = scale
+    result.scaled[dim] = scale.apply(result._comp.column(marker.index), pnr)
 
 
 def _compensate(

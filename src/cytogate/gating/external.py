@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cytogate.errors import GatingError, TemplateError
-from cytogate.gating.template import Template
+from cytogate.gating.model import Template
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -42,15 +42,17 @@ LOADERS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class ExternalGeometry:
-    """A gate shape cytogate cannot draw or evaluate itself (e.g. a 3-D ellipsoid); its
-    membership comes from the external evaluator, ``description`` says what it is."""
+    """A gate shape cytogate cannot draw or evaluate itself (a 3-D ellipsoid, a boolean with a
+    complemented operand); its membership comes from the external evaluator. ``kind`` is the
+    nearest registered kind (tables, QC bookkeeping), ``description`` says what it really is."""
 
     dims: tuple[str, ...]
     kind: str
     description: str = ""
+    operands: tuple[str, ...] = ()  # for kind "boolean": the populations it combines
 
     def contains(self, points: np.ndarray) -> np.ndarray:
-        raise GatingError(f"a {self.kind} gate is evaluated by its own library, not by cytogate")
+        raise GatingError(f"{self.description}: evaluated by its own library, not by cytogate")
 
 
 @dataclass(frozen=True)

@@ -210,8 +210,8 @@ def _geometry(owner: Any, ref: PopulationRef, dims: tuple[str, ...], names: dict
     shape in more than two dimensions is named only (plots show planes)."""
     geometry = _shape(owner, ref, dims, names)
     if len(geometry.dims) > 2 and not isinstance(geometry, ExternalGeometry):
-        kind = f"{len(geometry.dims)}-D {geometry.kind}"
-        return ExternalGeometry(dims, kind, f"{kind} on {', '.join(dims)}")
+        text = f"{len(geometry.dims)}-D {geometry.kind} on {', '.join(dims)}"
+        return ExternalGeometry(dims, geometry.kind, text)
     return geometry
 
 
@@ -258,9 +258,11 @@ def _shape(owner: Any, ref: PopulationRef, dims: tuple[str, ...], names: dict) -
             ("not " if r.get("complement") else "") + o
             for r, o in zip(owner.gate_refs, operands, strict=True)
         )
-        return ExternalGeometry((), f"boolean {op}", f"{op}({text})")
-    kind = type(owner).__name__
-    return ExternalGeometry(dims, kind, f"{kind} on {', '.join(dims)}")
+        return ExternalGeometry((), "boolean", f"{op}({text})", tuple(operands))
+    nearest = "ellipse" if isinstance(owner, fk.gates.EllipsoidGate) else "polygon"
+    if isinstance(owner, fk.gates.RectangleGate):
+        nearest = "rectangle" if len(dims) > 1 else "range"
+    return ExternalGeometry(dims, nearest, f"{type(owner).__name__} on {', '.join(dims)}")
 
 
 def _display_scale(strategy: flowkit.GatingStrategy, xform_ref: str | None) -> Scale:
@@ -337,11 +339,12 @@ def _gate_with_flowkit(template: FlowKitTemplate, strategy: Any, sample: Sample)
         spillover=spillover,
         markers=markers,
         scaled=scaled,
+        scales={dim: template.scale_for(dim) for dim in scaled if dim in template.scales},
         gates=applied,
         masks=masks,
         parents={r.name: r.parent for r in refs},
         reference=None,
-        dependencies=None,
+        dependencies={g.name: g.qc_sources() for g in template.gates},
     )
 
 
@@ -379,14 +382,14 @@ def _values_and_gates(
         )
         applied.append(
             AppliedGate(
-                ref.name,
-                ref.parent,
-                geometry.kind,
-                "applied",
-                geometry,
-                tuple(geometry.dims),
-                tuple(markers[d].pnn for d in geometry.dims if d in markers),
-                note,
+                name=ref.name,
+                parent=ref.parent,
+                kind=geometry.kind,
+                status="applied",
+                geometry=geometry,
+                dims=tuple(geometry.dims),
+                channels=tuple(markers[d].pnn for d in geometry.dims if d in markers),
+                note=note,
             )
         )
     return scaled, markers, applied

@@ -39,6 +39,7 @@ from cytogate.study.design import (
     read_design,
 )
 from cytogate.study.executors import default_jobs, run_jobs
+from cytogate.study.spreadsheet import neutralise_formulas
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -67,6 +68,8 @@ class BatchResult:
     written: list[Path] = field(default_factory=list)
     #: patient -> {gate name -> geometry} reused from the baseline (templates with ``pin``)
     pinned: dict[str, dict[str, Geometry]] = field(default_factory=dict)
+    #: tables of a specialised run, e.g. ``cd34`` and ``groups`` for an ISHAGE template
+    extra: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -77,7 +80,7 @@ class BatchResult:
         return EXIT_SOME_FAILED if len(self.failed) else EXIT_OK
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {name: getattr(self, name) for name in TABLES}
+        return {**{name: getattr(self, name) for name in TABLES}, **self.extra}
 
 
 # --------------------------------------------------------------------------- per-group worker
@@ -99,7 +102,7 @@ def _gate_file(
 def _sample_record(row: DesignRow) -> dict[str, Any]:
     """The samples.csv row of a file before it is read: failed until proven otherwise."""
     return {
-        "file": row.file.name,
+        "file": row.name,  # relative to the run folder
         "sha256": "",
         "patient": row.patient,
         "timepoint": row.timepoint,
@@ -165,7 +168,7 @@ def process_group(
             record["error"] = str(exc)
         except Exception as exc:  # a bug must not sink a 1,000-file run; report it per file
             record["error"] = f"unexpected {type(exc).__name__}: {exc} (please report)"
-        out["seconds"][row.file.name] = time.perf_counter() - start
+        out["seconds"][row.name] = time.perf_counter() - start
         out["samples"].append(record)
         if row.tube == STAINED and pin_gates and pinned is None:
             pinned = out["pins"] = {}  # the baseline stained tube failed: nothing to pin
@@ -214,7 +217,7 @@ def _merge_output(into: dict[str, Any], out: dict[str, Any]) -> None:
 
 def _keys(row: DesignRow) -> dict[str, str]:
     return {
-        "file": row.file.name,
+        "file": row.name,
         "patient": row.patient,
         "timepoint": row.timepoint,
         "tube": row.tube,
@@ -248,6 +251,9 @@ def run_batch(
     plot_format: str = "png",
     plot_dpi: int | None = None,
     plot_progress: Callable[[int, int], None] | None = None,
+    *,
+    client: Any = None,
+    time_limit: float | None = None,
 ) -> BatchResult:
     """Process a run folder; return the tables, and write them to ``out`` unless it is None.
 
@@ -258,8 +264,15 @@ def run_batch(
     With ``plots`` (and ``out``), after the tables are written, gate and marker plots per
     sample, time-course figures and ``report.html`` go to ``out`` (see :mod:`cytogate.viz.report`);
     ``plot_progress(done, total)`` is called as each sample group's plots are drawn.
+
+    The whole set goes to ``out`` as one unit (:class:`~cytogate.study.output_set.OutputSet`):
+    staged beside it and swapped in at the end, so an interrupted run leaves the previous set.
+    ``client``: a ``dask.distributed.Client`` to run the per-group jobs on (default: local
+    processes). ``time_limit``: seconds per file (default: the config's ``file_time_limit_s``);
+    a job over its limit is killed and its files reported failed.
     """
     from cytogate.gating.template import load_template
+    from cytogate.study.output_set import OutputSet
 
     started = time.perf_counter()
     run_path = Path(run_dir)
@@ -273,7 +286,58 @@ def run_batch(
     design = read_design(run_path, cfg)
     groups = design.groups(cfg)
     n_jobs = max(1, jobs or default_jobs())
+    check_markers_resolve(design, tmpl, cfg)
+    output = OutputSet(out, inputs=run_path).open() if out is not None else None
+    try:
+        result = _gate_all(
+            groups,
+            design,
+            tmpl,
+            cfg,
+            run_path,
+            n_jobs,
+            progress,
+            started,
+            client=client,
+            time_limit=time_limit,
+        )
+        if output is not None:
+            _write_set(
+                result,
+                output,
+                groups,
+                tmpl,
+                cfg,
+                output_format,
+                n_jobs,
+                plots,
+                plot_format,
+                plot_dpi,
+                plot_progress,
+            )
+    except BaseException:
+        if output is not None:
+            output.abort()
+        raise
+    finally:
+        if output is not None:
+            output.close()
+    return result
 
+
+def _gate_all(
+    groups: list[SampleGroup],
+    design: Design,
+    tmpl: Template,
+    cfg: RunConfig,
+    run_path: Path,
+    n_jobs: int,
+    progress: Callable[[int, int, dict[str, Any]], None] | None,
+    started: float,
+    *,
+    client: Any = None,
+    time_limit: float | None = None,
+) -> BatchResult:
     if any(g.pin for g in tmpl.gates):  # one job per patient: the baseline's fits come first
         by_patient: dict[str, list[SampleGroup]] = {}
         for group in groups:
@@ -282,15 +346,23 @@ def run_batch(
         worker: Callable[..., dict[str, Any]] = process_patient
     else:
         jobs_list, worker = list(groups), process_group
+    per_file = time_limit if time_limit is not None else cfg.file_time_limit_s
     outputs = run_jobs(
         worker,
         jobs_list,
         n_jobs,
         args=(tmpl, cfg),
         on_done=(lambda i, res: progress(i, len(jobs_list), res)) if progress else None,
+        on_failure=failed_output,
+        time_limit=(lambda item: per_file * len(_rows_of(item))) if per_file else None,
+        client=client,
     )
+    outputs += [_unreadable_output(path, reason) for path, reason in design.unreadable]
     gated = time.perf_counter()
     result = _assemble(outputs, design, cfg)
+    from cytogate.study.cd34_outputs import cd34_outputs
+
+    result.extra = cd34_outputs(run_path, tmpl, result.populations)  # {} unless ISHAGE
     result.run = _provenance(
         run_path,
         tmpl,
@@ -301,6 +373,10 @@ def run_batch(
         n_jobs,
         {"gate_and_quantify_s": gated - started},
     )
+    if client is not None:
+        result.run["scheduler"] = str(
+            getattr(client, "scheduler", None) and client.scheduler.address
+        )
     pins = {p: g for o in outputs for p, g in o.get("pins", {}).items()}
     result.pinned = pins
     if pins:
@@ -311,20 +387,104 @@ def run_batch(
             for patient, fits in sorted(pins.items())
         }
     result.run["timings"]["total_s"] = time.perf_counter() - started
-    if out is not None:
-        result.out = Path(out)
-        result.written = write_outputs(result, Path(out), output_format)
-        if plots:  # the tables are on disk first; plots never hold up the numbers
-            from cytogate.viz.report import write_plots_and_report
-
-            files, summary = write_plots_and_report(
-                result, groups, tmpl, cfg, out, n_jobs, plot_format, plot_dpi, plot_progress
-            )
-            result.written += files
-            result.run["plots"] = summary
-            result.run["timings"]["plots_and_report_s"] = summary["timings"]["total_s"]
-            write_run_json(result, Path(out))
     return result
+
+
+def _write_set(
+    result: BatchResult,
+    output: Any,
+    groups: list[SampleGroup],
+    tmpl: Template,
+    cfg: RunConfig,
+    output_format: OutputFormat,
+    n_jobs: int,
+    plots: bool,
+    plot_format: str,
+    plot_dpi: int | None,
+    plot_progress: Callable[[int, int], None] | None,
+) -> None:
+    """Write the whole set into the staging folder, then publish it as ``out`` in one step."""
+    staging = output.staging
+    result.out = output.out
+    if output.recovered:
+        result.run["output_recovered"] = output.recovered
+    written = write_outputs(result, staging, output_format)
+    if plots:  # the tables are staged first; plots never hold up the numbers
+        from cytogate.viz.report import write_plots_and_report
+
+        files, summary = write_plots_and_report(
+            result, groups, tmpl, cfg, staging, n_jobs, plot_format, plot_dpi, plot_progress
+        )
+        written += files
+        result.run["plots"] = _unstaged(summary, str(staging), str(output.out))
+        result.run["timings"]["plots_and_report_s"] = summary["timings"]["total_s"]
+        write_run_json(result, staging)
+    output.commit()
+    result.written = [output.final_path(p) for p in written]
+
+
+def _unstaged(value: Any, staging: str, out: str) -> Any:
+    """``value`` with the staging folder's path replaced by the final one (run.json paths)."""
+    if isinstance(value, str):
+        return out + value[len(staging) :] if value.startswith(staging) else value
+    if isinstance(value, dict):
+        return {k: _unstaged(v, staging, out) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unstaged(v, staging, out) for v in value]
+    return value
+
+
+def _rows_of(item: SampleGroup | list[SampleGroup]) -> list[DesignRow]:
+    groups = item if isinstance(item, list) else [item]
+    return [r for g in groups for r in (g.stained, g.control) if r is not None]
+
+
+def failed_output(item: SampleGroup | list[SampleGroup], reason: str) -> dict[str, Any]:
+    """The output of a job that never returned (worker killed, time limit): its files failed."""
+    records = []
+    for row in _rows_of(item):
+        record = _sample_record(row)
+        record["error"] = reason
+        records.append(record)
+    return {"samples": records, "populations": [], "markers": [], "seconds": {}}
+
+
+def _unreadable_output(path: Path, reason: str) -> dict[str, Any]:
+    """A file the design could not place (unreadable, no manifest): failed, the rest go on."""
+    record = _sample_record(DesignRow(path, "", "", ""))
+    record["error"] = reason
+    return {"samples": [record], "populations": [], "markers": [], "seconds": {}}
+
+
+def check_markers_resolve(design: Design, tmpl: Template, cfg: RunConfig) -> None:
+    """Fail early (exit 2) if a configured marker resolves to no channel in the first file.
+
+    A typo in the panel otherwise gives exit 0 and a silently NaN measure in every file. The
+    first stained file that can be read decides (an unreadable one fails later, per file).
+    """
+    from cytogate.errors import FCSError, PanelError
+    from cytogate.io.fcs import read_fcs
+    from cytogate.model.panel import find_marker
+
+    markers = list(dict.fromkeys((*cfg.rmfi_markers, *cfg.positivity_markers)))
+    stained = [r for r in design.rows if r.tube == STAINED]
+    for row in stained[:3]:
+        try:
+            sample = read_fcs(row.file)
+        except FCSError:
+            continue
+        problems = []
+        for marker in markers:
+            try:
+                find_marker(sample, tmpl.panel[marker])
+            except PanelError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise DesignError(
+                "configured marker(s) resolve to no single channel in the first stained file: "
+                + "; ".join(problems)
+            )
+        return
 
 
 def _check_config_against_template(cfg: RunConfig, tmpl: Template) -> None:
@@ -507,13 +667,18 @@ def _provenance(
 def write_outputs(
     result: BatchResult, out: Path, output_format: OutputFormat = "csv"
 ) -> list[Path]:
-    """Write every table and run.json into ``out``, each atomically."""
+    """Write every table and run.json into ``out``, each atomically.
+
+    CSV text cells a spreadsheet would run as a formula are neutralised (see
+    :func:`cytogate.study.spreadsheet.neutralise_formulas`); Parquet keeps the values as they are.
+    """
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, table in result.tables().items():
         if output_format in ("csv", "both"):
+            safe = neutralise_formulas(table)
             written.append(
-                atomic_write(out / f"{name}.csv", lambda p, t=table: t.to_csv(p, index=False))
+                atomic_write(out / f"{name}.csv", lambda p, t=safe: t.to_csv(p, index=False))
             )
         if output_format in ("parquet", "both"):
             written.append(

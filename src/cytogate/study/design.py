@@ -1,7 +1,8 @@
 """The experimental design of a run: which file is which patient, timepoint and tube.
 
 A run folder holds FCS files and, usually, ``manifest.csv`` (columns ``file``, ``patient``,
-``timepoint``, ``tube`` and optionally ``wbc_per_ul``, ``beads_per_ul``, ``cohort``). Without a
+``timepoint``, ``tube`` and optionally ``wbc_per_ul``, ``beads_per_ul`` (or ``beads_per_tube``
+and ``sample_ul``), ``cohort``). Without a
 manifest the design comes from FCS keywords or from file-name patterns named in the run config
 (``cytogate.yaml`` in the run folder, or ``--config``). The config also holds the timepoint
 order, the baseline, the comparisons, the MFI statistic, the test and the correction; with no
@@ -17,13 +18,13 @@ from __future__ import annotations
 
 import csv
 import math
-import re
+import os
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from cytogate.errors import DesignError
+from cytogate.errors import CytogateError, DesignError
 
 STUDY_TIMEPOINTS = ("baseline", "day3", "2h", "4h", "6h", "24h")
 STAINED = "stained"
@@ -61,6 +62,8 @@ class RunConfig:
         ("tube", "CYTOGATE_TUBE"),
     )
     filename_pattern: str = r"^(?P<patient>[^_]+)_(?P<timepoint>[^_]+)_(?P<tube>[^_.]+)\.(fcs|lmd)$"
+    #: seconds a file may take (read, gate, quantify) before it counts as failed; None: no limit
+    file_time_limit_s: float | None = None
     path: str | None = None  # where the config came from (None = defaults)
 
     @property
@@ -75,75 +78,41 @@ class RunConfig:
 
 
 def load_config(run_dir: Path, config_path: Path | None = None) -> RunConfig:
-    """The run config: ``config_path``, else ``run_dir/cytogate.yaml``, else defaults."""
-    import yaml
+    """The run config: ``config_path``, else ``run_dir/cytogate.yaml``, else defaults.
+
+    Only the documented fields, types and ranges are accepted (see :mod:`cytogate.study.config`);
+    any other value is one :class:`DesignError` line naming the file and the field.
+    """
+    from cytogate.study.config import validate_config
+    from cytogate.yamlsafe import load_yaml
 
     path = config_path or (run_dir / CONFIG_NAME)
     if config_path is None and not path.is_file():
         return RunConfig()
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise DesignError(f"{path}: cannot read run config: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise DesignError(f"{path}: not valid YAML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise DesignError(f"{path}: run config is not UTF-8 text ({exc.reason})") from exc
+    try:
+        doc = load_yaml(text, str(path))
+    except CytogateError as exc:
+        raise DesignError(str(exc)) from exc
+    if doc is None:
+        doc = {}
     if not isinstance(doc, dict):
         raise DesignError(f"{path}: a run config is a YAML mapping")
-    known = {f.name for f in fields(RunConfig)} - {"path"}
-    unknown = sorted(set(doc) - known - {"design"})
-    if unknown:
-        raise DesignError(
-            f"{path}: unknown field(s) {', '.join(unknown)} (allowed: {', '.join(sorted(known))})"
-        )
-    values: dict[str, Any] = {}
-    for key, value in doc.items():
-        if key == "design":  # nested form: design: {source:, keywords:, pattern:}
-            values.update(_design_section(value, path))
-        elif key == "design_keywords":
-            values[key] = tuple(dict(value).items())
-        elif key == "comparisons":
-            values[key] = _comparisons(value, path)
-        elif isinstance(value, list):
-            values[key] = tuple(str(v) for v in value)
-        else:
-            values[key] = value
-    try:
-        config = replace(RunConfig(), path=str(path), **values)
-    except TypeError as exc:
-        raise DesignError(f"{path}: {exc}") from exc
+    values = validate_config(doc, str(path))
+    config = replace(RunConfig(), path=str(path), **values)
     _check_config(config, path)
     return config
 
 
-def _design_section(value: Any, path: Path) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise DesignError(f"{path}: field 'design': a mapping with source/keywords/pattern")
-    out: dict[str, Any] = {}
-    if "source" in value:
-        out["design_source"] = value["source"]
-    if "keywords" in value:
-        out["design_keywords"] = tuple(dict(value["keywords"]).items())
-    if "pattern" in value:
-        out["filename_pattern"] = str(value["pattern"])
-    return out
-
-
-def _comparisons(value: Any, path: Path) -> tuple[tuple[str, str], ...]:
-    pairs = []
-    for item in value or []:
-        if isinstance(item, str) and " vs " in item:
-            a, b = item.split(" vs ", 1)
-            pairs.append((a.strip(), b.strip()))
-        elif isinstance(item, list | tuple) and len(item) == 2:
-            pairs.append((str(item[0]), str(item[1])))
-        else:
-            raise DesignError(
-                f"{path}: field 'comparisons': {item!r} is not 'T vs REF' or [T, REF]"
-            )
-    return tuple(pairs)
-
-
 def _check_config(config: RunConfig, path: Path) -> None:
+    """Cross-field checks: the baseline and comparisons name timepoints; the pattern works."""
+    from cytogate.userregex import compile_user_regex
+
     def bad(fieldname: str, why: str) -> DesignError:
         return DesignError(f"{path}: field '{fieldname}': {why}")
 
@@ -153,23 +122,16 @@ def _check_config(config: RunConfig, path: Path) -> None:
         for tp in (a, b):
             if tp not in config.timepoints:
                 raise bad("comparisons", f"{tp!r} is not one of timepoints {config.timepoints}")
-    choices = {
-        "mfi_statistic": ("mean", "median", "geomean"),
-        "test": ("paired_t", "ratio_t", "wilcoxon"),
-        "correction": ("none", "holm", "bh"),
-        "design_source": ("auto", "manifest", "keywords", "filename"),
-    }
-    for fieldname, allowed in choices.items():
-        if getattr(config, fieldname) not in allowed:
-            raise bad(fieldname, f"{getattr(config, fieldname)!r} is not one of {allowed}")
-    if not (isinstance(config.min_events, int) and config.min_events >= 1):
-        raise bad("min_events", "a whole number >= 1")
-    if not 0 < float(config.positivity_percentile) < 100:
-        raise bad("positivity_percentile", "between 0 and 100")
+        if a == b:
+            raise bad("comparisons", f"compares timepoint {a!r} with itself")
+    if len(set(config.comparisons or ())) != len(config.comparisons or ()):
+        raise bad("comparisons", "the same comparison is listed twice")
+    if config.control_tube == STAINED:
+        raise bad("control_tube", f"must differ from {STAINED!r}")
     try:
-        pattern = re.compile(config.filename_pattern)
-    except re.error as exc:
-        raise bad("filename_pattern", f"bad regular expression: {exc}") from exc
+        pattern = compile_user_regex(config.filename_pattern, f"{path}: field 'filename_pattern'")
+    except CytogateError as exc:
+        raise DesignError(str(exc)) from exc
     missing = {"patient", "timepoint", "tube"} - set(pattern.groupindex)
     if missing:
         raise bad("filename_pattern", f"needs named groups {', '.join(sorted(missing))}")
@@ -190,6 +152,12 @@ class DesignRow:
     beads_per_ul: float | None = None
     cohort: str = ""
     line: int | None = None  # manifest line (1 = header), None when not from a manifest
+    relpath: str = ""  # the path as given, relative to the run folder ("" = the file's name)
+
+    @property
+    def name(self) -> str:
+        """How the tables name the file: its path relative to the run folder."""
+        return self.relpath or self.file.name
 
 
 @dataclass(frozen=True)
@@ -207,6 +175,9 @@ class Design:
     rows: list[DesignRow]
     source: str
     warnings: list[str] = field(default_factory=list)
+    #: files the design could not place (unreadable keywords, no manifest): (path, reason);
+    #: each is reported failed while the others are processed
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
 
     def groups(self, config: RunConfig) -> list[SampleGroup]:
         """Stained + control tube per patient × timepoint, in patient then timepoint order."""
@@ -248,14 +219,22 @@ def read_design(run_dir: Path, config: RunConfig) -> Design:
     return design
 
 
+MAX_PER_UL = 1e9  # beyond any blood count; keeps products like counts x wbc finite
+
+
 def read_manifest(path: Path, run_dir: Path, config: RunConfig) -> Design:
-    """Parse ``manifest.csv``; all problems are reported together with their line numbers."""
+    """Parse ``manifest.csv``; all problems are reported together with their line numbers.
+
+    Every path must name a file inside the run folder (``../x``, absolute paths and symlinks
+    pointing out are errors): a run's inputs are what its folder holds.
+    """
+    text = _manifest_text(path)
+    lines = text.splitlines()
+    reader = csv.reader(lines)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise DesignError(f"{path}: cannot read manifest: {exc.strerror}") from exc
-    reader = csv.DictReader(text.splitlines())
-    header = [h.strip() for h in (reader.fieldnames or [])]
+        header = [h.strip() for h in next(reader, [])]
+    except csv.Error as exc:
+        raise DesignError(f"{path}: line 1: {exc}") from exc
     required = ["file", "patient", "timepoint", "tube"]
     missing = [c for c in required if c not in header]
     if missing:
@@ -266,23 +245,40 @@ def read_manifest(path: Path, run_dir: Path, config: RunConfig) -> Design:
     rows: list[DesignRow] = []
     seen_files: dict[str, int] = {}
     seen_samples: dict[tuple[str, str, str], int] = {}
-    for line, raw in enumerate(reader, start=2):
-        rec = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
-        if not any(rec.values()):
-            continue
+    root = run_dir.resolve()
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problems.append(f"{path.name}: line {reader.line_num}: {exc}")
+            break
+        line = reader.line_num
         where = f"{path.name}: line {line}"
+        if not any(c.strip() for c in cells):
+            continue
+        if len(cells) > len(header) and any(c.strip() for c in cells[len(header) :]):
+            problems.append(
+                f"{where}: {len(cells)} fields, the header has {len(header)} (a comma in a "
+                "value? quote it)"
+            )
+            continue
+        rec = {h: c.strip() for h, c in zip(header, cells, strict=False)}
         row_problems = []
         for col in required:
             if not rec.get(col):
                 row_problems.append(f"{where}: empty '{col}'")
         name = rec.get("file", "")
-        if name and name in seen_files:
+        file_path, problem = _inside(run_dir, root, name, where)
+        if problem:
+            row_problems.append(problem)
+        key_name = Path(os.path.normpath(name)).as_posix() if name else name
+        real = str(file_path) if file_path is not None else key_name
+        if name and real in seen_files:
             row_problems.append(
-                f"{where}: duplicate row for file {name} (first on line {seen_files[name]})"
+                f"{where}: duplicate row for file {name} (first on line {seen_files[real]})"
             )
-        file_path = run_dir / name
-        if name and not file_path.is_file():
-            row_problems.append(f"{where}: file {name} does not exist in {run_dir}")
         tp, tube = rec.get("timepoint", ""), rec.get("tube", "")
         if tp and tp not in config.timepoints:
             row_problems.append(
@@ -299,18 +295,20 @@ def read_manifest(path: Path, run_dir: Path, config: RunConfig) -> Design:
                 f"{seen_samples[key]})"
             )
         numbers = {}
-        for col in ("wbc_per_ul", "beads_per_ul"):
+        for col in ("wbc_per_ul", "beads_per_ul", "beads_per_tube", "sample_ul"):
             numbers[col], problem = _number(rec.get(col, ""), f"{where}: '{col}'")
             if problem:
                 row_problems.append(problem)
-        if row_problems:
+        if numbers["beads_per_ul"] is None and numbers["beads_per_tube"] and numbers["sample_ul"]:
+            numbers["beads_per_ul"] = numbers["beads_per_tube"] / numbers["sample_ul"]
+        if row_problems or file_path is None:
             problems.extend(row_problems)
             continue
-        seen_files[name] = line
+        seen_files[real] = line
         seen_samples[key] = line
         rows.append(
             DesignRow(
-                file_path,
+                run_dir / key_name,
                 key[0],
                 tp,
                 tube,
@@ -318,6 +316,7 @@ def read_manifest(path: Path, run_dir: Path, config: RunConfig) -> Design:
                 numbers["beads_per_ul"],
                 rec.get("cohort", ""),
                 line,
+                key_name,
             )
         )
     if problems:
@@ -325,13 +324,54 @@ def read_manifest(path: Path, run_dir: Path, config: RunConfig) -> Design:
     if not rows:
         raise DesignError(f"{path}: the manifest lists no files")
     design = Design(rows, f"manifest {path.name}")
-    listed = {r.file.name for r in rows}
+    listed = {r.file.resolve() for r in rows}
     for extra in list_fcs_files(run_dir):
-        if extra.name not in listed:
+        if extra.resolve() not in listed:
             design.warnings.append(
                 f"{extra.name}: in the run folder but not in {path.name}; not processed"
             )
     return design
+
+
+def _manifest_text(path: Path) -> str:
+    """The manifest decoded: UTF-8 (with or without BOM) or UTF-16 with its BOM; else refused."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DesignError(f"{path}: cannot read manifest: {exc.strerror}") from exc
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise DesignError(f"{path}: broken UTF-16 at byte {exc.start}") from exc
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DesignError(
+            f"{path}: line {line}: not UTF-8 (byte 0x{data[exc.start]:02x}; Latin-1 or "
+            "Windows-1252?); save the manifest as UTF-8 CSV"
+        ) from None
+
+
+def _inside(run_dir: Path, root: Path, name: str, where: str) -> tuple[Path | None, str | None]:
+    """The manifest's ``file`` resolved inside the run folder, or why it is not."""
+    if not name:
+        return None, None
+    given = Path(name)
+    if given.is_absolute() or name.startswith(("/", "\\")) or ":" in given.parts[0]:
+        return None, f"{where}: file {name} is an absolute path; give it relative to {run_dir}"
+    if ".." in given.parts:
+        return None, f"{where}: file {name} points outside the run folder {run_dir}"
+    try:
+        real = (run_dir / given).resolve(strict=True)
+    except (FileNotFoundError, RuntimeError, OSError):
+        return None, f"{where}: file {name} does not exist in {run_dir}"
+    if root not in real.parents:
+        return None, f"{where}: file {name} is a link to {real}, outside the run folder {run_dir}"
+    if not real.is_file():
+        return None, f"{where}: file {name} is not a file"
+    return real, None
 
 
 def _number(text: str, where: str) -> tuple[float | None, str | None]:
@@ -341,8 +381,8 @@ def _number(text: str, where: str) -> tuple[float | None, str | None]:
         value = float(text)
     except ValueError:
         return None, f"{where}: {text!r} is not a number"
-    if not math.isfinite(value) or value < 0:
-        return None, f"{where}: {text!r} must be a finite number >= 0"
+    if not math.isfinite(value) or not 0 <= value <= MAX_PER_UL:
+        return None, f"{where}: {text!r} must be a number from 0 to {MAX_PER_UL:g}"
     return value, None
 
 
@@ -353,11 +393,12 @@ def _design_from_keywords(run_dir: Path, config: RunConfig, strict: bool) -> Des
 
     names = dict(config.design_keywords)
     rows, problems = [], []
+    unreadable: list[tuple[Path, str]] = []
     for path in list_fcs_files(run_dir):
         try:
             kw = read_keywords(path)
-        except FCSError as exc:
-            problems.append(str(exc))
+        except FCSError as exc:  # that file fails; the others are still processed
+            unreadable.append((path, str(exc)))
             continue
         values = {role: kw.get(key.upper(), "").strip() for role, key in names.items()}
         missing = [names[role] for role, v in values.items() if not v]
@@ -378,7 +419,9 @@ def _design_from_keywords(run_dir: Path, config: RunConfig, strict: bool) -> Des
         )
     if not rows and not strict:
         return None
-    return _checked(rows, problems, f"FCS keywords {', '.join(names.values())}", config)
+    design = _checked(rows, problems, f"FCS keywords {', '.join(names.values())}", config)
+    design.unreadable = unreadable
+    return design
 
 
 def _kw_number(keywords: Mapping[str, str], key: str) -> float | None:
@@ -387,7 +430,9 @@ def _kw_number(keywords: Mapping[str, str], key: str) -> float | None:
 
 
 def _design_from_filenames(run_dir: Path, config: RunConfig) -> Design:
-    pattern = re.compile(config.filename_pattern)
+    from cytogate.userregex import compile_user_regex
+
+    pattern = compile_user_regex(config.filename_pattern, "run config field 'filename_pattern'")
     rows, problems = [], []
     for path in list_fcs_files(run_dir):
         match = pattern.search(path.name)
@@ -425,6 +470,8 @@ def _checked(rows: list[DesignRow], problems: list[str], source: str, config: Ru
 
 
 def _pairing_warnings(design: Design, config: RunConfig) -> Iterable[str]:
+    if not (config.rmfi_markers or config.positivity_markers):
+        return  # no measure needs a control tube (e.g. CD34 enumeration)
     for group in design.groups(config):
         if group.stained is not None and group.control is None:
             yield (

@@ -1,20 +1,55 @@
-"""Run independent per-sample jobs serially or in worker processes.
+"""Run independent per-sample jobs serially, in worker processes, or on a Dask cluster.
 
-Per-file work (read → gate → quantify) is independent, so it scales out over processes on one
-machine. Results come back in input order whatever order workers finish in, so outputs do not
-depend on scheduling. Each job returns only small tables, never event arrays, so memory per
-worker stays bounded by one sample group.
+Per-file work (read → gate → quantify) is independent, so it scales out. Results come back in
+input order whatever order workers finish in, so outputs do not depend on scheduling; each job
+returns only small tables, never event arrays, so memory stays bounded by one job per worker.
+
+Local workers are our own processes, not a ``ProcessPoolExecutor``, because a run must survive a
+worker killed by the OOM killer (the pool would break and lose every job in flight) and must
+know which job that worker held: that job alone is retried once, then reported failed with the
+reason. Each worker receives the function and the shared arguments (template, config) once at
+start, holds native thread pools to one thread, dies with its parent (``PR_SET_PDEATHSIG``),
+ignores Ctrl-C (the parent stops it), and is killed when its job passes the time limit.
 """
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
+import signal
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+#: environment that holds BLAS/OpenMP to one thread in each worker (and in its children)
+ONE_THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "BLIS_NUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+}
+_PR_SET_PDEATHSIG = 1
+_STOP_GRACE_S = 2.0
+
+
+class JobFailed(RuntimeError):
+    """A job could not complete (its worker died or it ran out of time) and no fallback exists."""
+
+
+@dataclass(frozen=True)
+class Failure(Generic[T]):
+    """Why a job has no result: handed to ``on_failure(item, reason)``."""
+
+    item: T
+    reason: str
 
 
 def default_jobs() -> int:
@@ -31,34 +66,254 @@ def run_jobs(
     jobs: int,
     args: tuple[Any, ...] = (),
     on_done: Callable[[int, R], None] | None = None,
+    *,
+    on_failure: Callable[[T, str], R] | None = None,
+    time_limit: float | Callable[[T], float] | None = None,
+    retries: int = 1,
+    client: Any = None,
 ) -> list[R]:
     """``[func(item, *args) for item in items]``, on ``jobs`` processes, in input order.
 
     ``on_done(index, result)`` is called in the parent as each job finishes (for progress).
+    A job whose worker dies is retried ``retries`` times; a job still without a result (worker
+    died again, or it ran past ``time_limit`` seconds — a number or ``item -> seconds``) gets
+    ``on_failure(item, reason)`` as its result, or raises :class:`JobFailed` without one.
+    An exception raised by ``func`` itself propagates. With ``client`` (a
+    ``dask.distributed.Client``) the jobs run on that cluster instead (see :func:`run_on_dask`).
     """
-    results: list[R | None] = [None] * len(items)
-    if jobs <= 1 or len(items) <= 1:
+    if client is not None:
+        return run_on_dask(client, func, items, args, on_done, on_failure, retries)
+    if not items:
+        return []
+    if (jobs <= 1 or len(items) <= 1) and time_limit is None:
+        results = []
         for i, item in enumerate(items):
-            results[i] = func(item, *args)
+            results.append(func(item, *args))
             if on_done:
-                on_done(i, results[i])  # type: ignore[arg-type]
-        return results  # type: ignore[return-value]
-    # At most 2 jobs in flight per worker keeps memory bounded for runs of thousands of files.
-    with ProcessPoolExecutor(max_workers=min(jobs, len(items))) as pool:
-        pending: dict[Future[R], int] = {}
-        queue = iter(enumerate(items))
-        for i, item in queue:
-            pending[pool.submit(func, item, *args)] = i
-            if len(pending) >= 2 * jobs:
-                break
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                i = pending.pop(future)
+                on_done(i, results[-1])
+        return results
+    limit = time_limit if callable(time_limit) or time_limit is None else _const(time_limit)
+    pool = _Pool(func, args, min(max(1, jobs), len(items)))
+    try:
+        return pool.run(items, on_done, on_failure, limit, retries)
+    finally:
+        pool.stop()
+
+
+def _const(seconds: float) -> Callable[[Any], float]:
+    return lambda _item: seconds
+
+
+# --------------------------------------------------------------------------- local workers
+
+
+def _worker_main(conn: Connection, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """A worker's life: set up once, then run jobs until told to stop or the parent is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent()
+    os.environ.update(ONE_THREAD_ENV)
+    with contextlib.suppress(ImportError):  # numpy's BLAS is already loaded: limit it live
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        index, item = msg
+        try:
+            reply = (index, True, func(item, *args))
+        except BaseException as exc:
+            reply = (index, False, exc)
+        try:
+            conn.send(reply)
+        except Exception as exc:  # the result or the exception does not pickle
+            conn.send((index, False, RuntimeError(f"{type(exc).__name__}: {exc}")))
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL when the parent dies, even by SIGKILL; elsewhere: nothing."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+class _Worker:
+    def __init__(self, ctx: Any, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, func, args), daemon=True)
+        self.proc.start()
+        child.close()
+        self.task: int | None = None
+        self.deadline = float("inf")
+
+    def give(self, index: int, item: Any, seconds: float | None) -> None:
+        self.task = index
+        self.deadline = time.monotonic() + seconds if seconds else float("inf")
+        self.conn.send((index, item))
+
+
+def _death(proc: Any) -> str:
+    code = proc.exitcode
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name
+        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+        return f"worker process killed by {name}{hint}"
+    return f"worker process exited with status {code}"
+
+
+class _Pool:
+    """Worker processes, one job each at a time, replaced when they die."""
+
+    def __init__(self, func: Callable[..., Any], args: tuple[Any, ...], n: int) -> None:
+        self.ctx = multiprocessing.get_context()
+        self.func, self.args = func, args
+        self.workers: list[_Worker] = []
+        for _ in range(n):
+            self.workers.append(_Worker(self.ctx, func, args))
+
+    def run(
+        self,
+        items: Sequence[Any],
+        on_done: Callable[[int, Any], None] | None,
+        on_failure: Callable[[Any, str], Any] | None,
+        limit: Callable[[Any], float] | None,
+        retries: int,
+    ) -> list[Any]:
+        results: list[Any] = [None] * len(items)
+        queue: deque[int] = deque(range(len(items)))
+        attempts = [0] * len(items)
+        left = len(items)
+
+        def finish(i: int, value: Any) -> None:
+            nonlocal left
+            results[i] = value
+            left -= 1
+            if on_done:
+                on_done(i, value)
+
+        def lost(i: int, reason: str, retry: bool) -> None:
+            attempts[i] += 1
+            if retry and attempts[i] <= retries:
+                queue.appendleft(i)
+            elif on_failure is None:
+                raise JobFailed(f"job {i}: {reason}")
+            else:
+                finish(i, on_failure(items[i], reason))
+
+        while left:
+            for w in self.workers:
+                if w.task is None and queue:
+                    i = queue.popleft()
+                    w.give(i, items[i], limit(items[i]) if limit else None)
+            busy = [w for w in self.workers if w.task is not None]
+            deadline = min(w.deadline for w in busy)
+            timeout = None if deadline == float("inf") else max(0.0, deadline - time.monotonic())
+            ready = set(wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout))
+            for w in busy:
+                i = w.task
+                assert i is not None
+                if w.conn in ready or w.conn.poll():
+                    try:
+                        index, ok, value = w.conn.recv()
+                    except (EOFError, OSError):
+                        w.proc.join()
+                        self._replace(w)
+                        lost(i, _death(w.proc), retry=True)
+                        continue
+                    w.task = None
+                    if not ok:
+                        raise value
+                    finish(index, value)
+                elif w.proc.sentinel in ready or not w.proc.is_alive():
+                    w.proc.join()
+                    self._replace(w)
+                    lost(i, _death(w.proc), retry=True)
+                elif time.monotonic() >= w.deadline:
+                    seconds = limit(items[i]) if limit else 0.0
+                    self._kill(w)
+                    self._replace(w)
+                    lost(i, f"exceeded the time limit of {seconds:g} s", retry=False)
+        return results
+
+    def _replace(self, dead: _Worker) -> None:
+        self.workers[self.workers.index(dead)] = _Worker(self.ctx, self.func, self.args)
+        dead.conn.close()
+
+    @staticmethod
+    def _kill(w: _Worker) -> None:
+        if w.proc.is_alive():
+            w.proc.kill()
+        w.proc.join()
+
+    def stop(self) -> None:
+        """Stop every worker: idle ones are asked, busy ones terminated, stragglers killed."""
+        for w in self.workers:
+            with contextlib.suppress(OSError, ValueError):
+                if w.task is None:
+                    w.conn.send(None)
+                else:
+                    w.proc.terminate()
+        end = time.monotonic() + _STOP_GRACE_S
+        for w in self.workers:
+            w.proc.join(max(0.0, end - time.monotonic()))
+            if w.proc.is_alive():
+                w.proc.kill()
+                w.proc.join()
+            w.conn.close()
+
+
+# --------------------------------------------------------------------------- Dask
+
+
+def run_on_dask(
+    client: Any,
+    func: Callable[..., R],
+    items: Sequence[T],
+    args: tuple[Any, ...] = (),
+    on_done: Callable[[int, R], None] | None = None,
+    on_failure: Callable[[T, str], R] | None = None,
+    retries: int = 1,
+) -> list[R]:
+    """The same contract as :func:`run_jobs`, on a ``dask.distributed`` cluster.
+
+    The shared arguments are scattered to every worker once; each job is one task with
+    ``retries`` (a worker lost mid-task has its task rescheduled by the scheduler, up to its
+    ``distributed.scheduler.allowed-failures``); a task that still fails — ``KilledWorker`` or
+    an exception — gets ``on_failure(item, reason)``. Workers read input files by path, so
+    they need the same shared storage as the client.
+    """
+    from distributed import as_completed
+
+    if not items:
+        return []
+    shared = client.scatter(list(args), broadcast=True, hash=False) if args else []
+    futures = [client.submit(func, item, *shared, retries=retries, pure=False) for item in items]
+    index = {f.key: i for i, f in enumerate(futures)}
+    results: list[Any] = [None] * len(items)
+    try:
+        for future in as_completed(futures):
+            i = index[future.key]
+            if future.status == "finished":
                 results[i] = future.result()
-                if on_done:
-                    on_done(i, results[i])  # type: ignore[arg-type]
-                nxt = next(queue, None)
-                if nxt is not None:
-                    pending[pool.submit(func, nxt[1], *args)] = nxt[0]
-    return results  # type: ignore[return-value]
+            else:
+                exc = future.exception()
+                reason = f"on the Dask cluster: {type(exc).__name__}: {exc}"
+                if on_failure is None:
+                    raise JobFailed(f"job {i}: {reason}") from exc
+                results[i] = on_failure(items[i], reason)
+            if on_done:
+                on_done(i, results[i])
+    finally:
+        client.cancel([f for f in futures if not f.done()])
+    return results

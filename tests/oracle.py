@@ -1,4 +1,4 @@
-"""Measures computed from a simulated study's ground truth, independently of the gating engine.
+"""Test oracle: measures from a simulated study's ground truth, independent of the gating engine.
 
 The recovery tests and ``benchmarks/eval_batch_recovery.py`` compare ``cytogate batch`` with
 this oracle. It uses the simulator's per-event labels instead of gates, and its own

@@ -1,0 +1,71 @@
+"""What every fit shares: the result type, the error a fit raises, what it may ask the engine
+for, and seeded subsampling (fits are deterministic; see docs/adaptive_gating.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from cytogate.gating.gates import Geometry, Rectangle
+
+MAD_TO_SD = 1.482602218505602  # MAD of a normal distribution × this = its SD
+STAT_SAMPLE = 50_000  # reference-population statistics use at most this many events
+
+
+class FitError(Exception):
+    """A fit could not produce a gate (the message is the QC reason)."""
+
+
+class FitContext(Protocol):
+    """What a fit may ask the engine for."""
+
+    def values(self, population: str, dim: str) -> np.ndarray:
+        """Scaled values of ``dim`` on ``population``'s events."""
+        ...
+
+    def mixture(self, key: tuple[Any, ...], fit: Any) -> Any:
+        """The mixture fitted for ``key`` (memoised per file: sibling gates share one fit)."""
+        ...
+
+    def selection(self, population: str) -> tuple[tuple[Any, ...], tuple[int, ...]] | None:
+        """(mixture key, cluster indices) a cluster gate chose, or None."""
+        ...
+
+    def record_selection(
+        self, population: str, key: tuple[Any, ...], clusters: tuple[int, ...]
+    ) -> None: ...
+
+    def geometry(self, population: str) -> Geometry | None:
+        """The geometry applied for ``population`` (None: not a geometric gate / skipped)."""
+        ...
+
+
+@dataclass
+class Fit:
+    """A fitted gate: its geometry (ordinary), diagnostics, and QC reasons (empty = fine)."""
+
+    geometry: Geometry
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    qc: list[str] = field(default_factory=list)
+
+
+def empty_gate(dims: tuple[str, ...]) -> Rectangle:
+    """A gate no event can be in (``0 <= x < 0``), for a fit that found nothing."""
+    return Rectangle(tuple(dims), (0.0,) * len(dims), (0.0,) * len(dims))
+
+
+def subsample(x: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """At most ``n`` rows of ``x``, chosen by a seeded generator, in their original order."""
+    if x.shape[0] <= n:
+        return x
+    rng = np.random.default_rng(seed)
+    return x[np.sort(rng.choice(x.shape[0], n, replace=False))]
+
+
+def spread(values: np.ndarray, kind: str) -> float:
+    """``sd`` (sample SD) or ``mad`` (MAD scaled to a normal SD) of ``values``."""
+    if kind == "sd":
+        return float(values.std(ddof=1))
+    return MAD_TO_SD * float(np.median(np.abs(values - np.median(values))))

@@ -1,0 +1,143 @@
+"""Validation of a run config's YAML: only the documented fields, types and ranges.
+
+A config is written by hand and read by a pipeline, so a wrong value must be one line naming
+the file and the field, before any file is gated — not a traceback after 1,000 files, and not a
+silent coercion (``timepoints: baseline, day3`` is a string, not two timepoints). pydantic v2
+in strict mode does the type work; this module turns its errors into that one line and the
+result into the values of :class:`~cytogate.study.design.RunConfig`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cytogate.errors import DesignError
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Names = Annotated[list[Name], Field(max_length=1000)]
+
+
+class _Design(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    source: Literal["auto", "manifest", "keywords", "filename"] | None = None
+    keywords: dict[Literal["patient", "timepoint", "tube"], Name] | None = None
+    pattern: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
+
+
+class ConfigFile(BaseModel):
+    """The fields a ``cytogate.yaml`` may hold (defaults: :class:`RunConfig`'s)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    timepoints: Annotated[list[Name], Field(min_length=1, max_length=1000)] | None = None
+    baseline: Name | None = None
+    comparisons: Annotated[list[Any], Field(max_length=10_000)] | None = None
+    template: Name | None = None
+    mfi_statistic: Literal["mean", "median", "geomean"] | None = None
+    test: Literal["paired_t", "ratio_t", "wilcoxon"] | None = None
+    correction: Literal["none", "holm", "bh"] | None = None
+    min_events: Annotated[int, Field(ge=1, le=10**9)] | None = None
+    positivity_percentile: Annotated[float, Field(gt=0, lt=100)] | None = None
+    control_tube: Name | None = None
+    rmfi_markers: Names | None = None
+    positivity_markers: Names | None = None
+    marker_populations: Names | None = None
+    count_populations: Names | None = None
+    design_source: Literal["auto", "manifest", "keywords", "filename"] | None = None
+    design_keywords: dict[Literal["patient", "timepoint", "tube"], Name] | None = None
+    filename_pattern: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
+    file_time_limit_s: Annotated[float, Field(gt=0, le=86_400)] | None = None
+    design: _Design | None = None
+
+    @field_validator(
+        "timepoints",
+        "rmfi_markers",
+        "positivity_markers",
+        "count_populations",
+        "marker_populations",
+    )
+    @classmethod
+    def _unique(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            seen: set[str] = set()
+            for item in value:
+                if item in seen:
+                    raise ValueError(f"{item!r} is listed twice")
+                seen.add(item)
+        return value
+
+
+def _comparisons(value: list[Any]) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in value:
+        if isinstance(item, str) and " vs " in item:
+            a, b = item.split(" vs ", 1)
+            pairs.append((a.strip(), b.strip()))
+        elif isinstance(item, list) and len(item) == 2 and all(isinstance(v, str) for v in item):
+            pairs.append((item[0], item[1]))
+        else:
+            raise ValueError(f"{item!r} is not 'T vs REF' or [T, REF]")
+    return tuple(pairs)
+
+
+def _one_line(exc: ValidationError, where: str) -> DesignError:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            allowed = ", ".join(sorted(ConfigFile.model_fields))
+            parts.append(f"field '{loc}': unknown field (allowed: {allowed})")
+            continue
+        given = repr(err.get("input"))
+        parts.append(f"field '{loc}': {msg} (got {given[:60]})")
+    more = f" (and {exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
+    return DesignError(f"{where}: " + "; ".join(parts) + more)
+
+
+def validate_config(doc: dict[Any, Any], where: str) -> dict[str, Any]:
+    """The ``RunConfig`` field values ``doc`` sets; :class:`DesignError` naming the field."""
+    bad_keys = [k for k in doc if not isinstance(k, str)]
+    if bad_keys:
+        raise DesignError(f"{where}: field names are text, not {bad_keys[0]!r}")
+    unknown = sorted(set(doc) - set(ConfigFile.model_fields))
+    if unknown:
+        allowed = ", ".join(sorted(set(ConfigFile.model_fields) - {"design"}))
+        raise DesignError(f"{where}: unknown field(s) {', '.join(unknown)} (allowed: {allowed})")
+    try:
+        model = ConfigFile.model_validate(doc)
+    except ValidationError as exc:
+        raise _one_line(exc, where) from None
+    values: dict[str, Any] = {}
+    for key in model.model_fields_set - {"design"}:
+        value = getattr(model, key)
+        if value is None:
+            continue
+        if key == "comparisons":
+            try:
+                values[key] = _comparisons(value)
+            except ValueError as exc:
+                raise DesignError(f"{where}: field 'comparisons': {exc}") from None
+        elif key == "design_keywords":
+            values[key] = tuple(value.items())
+        elif isinstance(value, list):
+            values[key] = tuple(value)
+        else:
+            values[key] = value
+    if model.design is not None:  # nested form: design: {source:, keywords:, pattern:}
+        if model.design.source is not None:
+            values["design_source"] = model.design.source
+        if model.design.keywords is not None:
+            values["design_keywords"] = tuple(model.design.keywords.items())
+        if model.design.pattern is not None:
+            values["filename_pattern"] = model.design.pattern
+    if "design_keywords" in values:  # a partial mapping keeps the other roles' defaults
+        from cytogate.study.design import RunConfig
+
+        merged = dict(RunConfig().design_keywords)
+        merged.update(dict(values["design_keywords"]))
+        values["design_keywords"] = tuple(merged.items())
+    return values
