@@ -81,14 +81,15 @@ class FlowKitTemplate(ExternalTemplate):
         pinned: Mapping[str, Any] | None = None,
     ) -> GatingResult:
         """Gate ``sample`` with FlowKit; ``compensation`` overrides are refused (the document
-        defines compensation per dimension), ``reference``/``pinned`` do not apply."""
+        defines compensation per dimension); ``reference`` (marker -> the stained tube's $PnN)
+        resolves quantified markers of an isotype tube; ``pinned`` does not apply."""
         if compensation is not None:
             raise GatingError(
                 f"{sample.path.name}: {self.source} defines its own compensation ({self.origin});"
                 " a compensation override does not apply"
             )
         assert self.strategy_for is not None
-        return _gate_with_flowkit(self, self.strategy_for(sample), sample)
+        return _gate_with_flowkit(self, self.strategy_for(sample), sample, reference)
 
 
 # --------------------------------------------------------------------------- building
@@ -115,6 +116,8 @@ def strategy_template(
         for dim, key in zip(dims, (_dim_key(d) for d in owner.dimensions), strict=True):
             panel[dim] = Marker(dim, (f"^{_regex_escape(key[0])}$",))
             scales[dim] = _display_scale(strategy, key[2])
+    for marker, definition in _quantification_panel().items():
+        panel.setdefault(marker, definition)
     return FlowKitTemplate(
         name=path.stem,
         description=f"{origin}: {path.name}, evaluated by FlowKit",
@@ -129,6 +132,15 @@ def strategy_template(
         strategy_for=strategy_for,
         origin=origin,
     )
+
+
+def _quantification_panel() -> dict[str, Marker]:
+    """Markers a batch quantifies (CXCR4, CD114, …) that a GatingML/FlowJo document does not
+    name: resolved with the bundled default template's panel patterns, so a lab's own gates
+    can be used in ``cytogate batch`` with the study's quantification."""
+    from cytogate.gating.loader import load_template
+
+    return dict(load_template("aml_blasts_cd45_ssc").panel)
 
 
 def _population_refs(strategy: flowkit.GatingStrategy) -> list[PopulationRef]:
@@ -309,7 +321,12 @@ def flowkit_sample(sample: Sample) -> flowkit.Sample:
     return fk_sample
 
 
-def _gate_with_flowkit(template: FlowKitTemplate, strategy: Any, sample: Sample) -> GatingResult:
+def _gate_with_flowkit(
+    template: FlowKitTemplate,
+    strategy: Any,
+    sample: Sample,
+    reference: Mapping[str, str] | None = None,
+) -> GatingResult:
     from cytogate.gating.engine import GatingResult
 
     fk_sample = flowkit_sample(sample)
@@ -343,7 +360,7 @@ def _gate_with_flowkit(template: FlowKitTemplate, strategy: Any, sample: Sample)
         gates=applied,
         masks=masks,
         parents={r.name: r.parent for r in refs},
-        reference=None,
+        reference=reference,
         dependencies={g.name: g.qc_sources() for g in template.gates},
     )
 
