@@ -96,3 +96,22 @@ def test_unsupported_gate_type_is_named(tmp_path):
     not_wsp.write_text("<Gating-ML/>")
     with pytest.raises(TemplateError, match="not a FlowJo workspace"):
         load_workspace(not_wsp)
+
+
+@pytest.mark.parametrize("workspace", WORKSPACES)
+def test_drawn_geometries_select_the_memberships(workspace):
+    """Plots draw the gates in the values they show (FlowJo biex divided by 4096 on both)."""
+    template = load_template(EXAMPLES / workspace)
+    (sample_name,) = {ref for ref in _sample_names(template)}
+    result = gate(read_fcs(EXAMPLES / sample_name), template)
+    for applied in result.gates:
+        points = np.column_stack([result.scaled_values(d) for d in applied.dims])
+        inside = applied.geometry.contains(points) & result.mask(applied.parent)
+        np.testing.assert_array_equal(inside, result.mask(applied.name), err_msg=applied.name)
+        assert np.nanmax(points) < 50  # unit-range axes, not FlowJo's 0..4096 channels
+
+
+def _sample_names(template):
+    from cytogate.interop.flowjo import workspace_samples
+
+    return workspace_samples(template)

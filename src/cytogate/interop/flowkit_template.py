@@ -12,7 +12,9 @@ its memberships are adapted into a :class:`~cytogate.gating.engine.GatingResult`
   qualified by its path (``T cells/CD4``).
 * masks: FlowKit's ``get_gate_membership`` (each already within its parent).
 * scaled values: the compensated, transformed values FlowKit gates on, per dimension, so plots
-  and ``scaled_values`` show exactly the space the gates are defined in.
+  and ``scaled_values`` show exactly the space the gates are defined in (FlowJo's biex, 0..4096
+  channels, divided by 4096 so every axis spans about 0..1 as cytogate's plots expect; the
+  geometries are scaled alike, so membership is unchanged).
 * geometries (drawing only): rectangles, polygons, 2-D ellipses and booleans become cytogate
   geometries in that space; a quadrant becomes a rectangle of its ranges; anything else is an
   :class:`~cytogate.gating.external.ExternalGeometry` (named, not drawn).
@@ -111,7 +113,8 @@ def strategy_template(
     for ref in refs:
         owner = _get(strategy, ref.owner)
         dims = tuple(dim_names[_dim_key(d)] for d in owner.dimensions)
-        geometry = _geometry(owner, ref, dims, {r.gate_id: r.name for r in refs})
+        names = {r.gate_id: r.name for r in refs}
+        geometry = _geometry(owner, ref, dims, names, _units(strategy, owner))
         specs.append(GateSpec(name=ref.name, parent=ref.parent, variants=(geometry,)))
         for dim, key in zip(dims, (_dim_key(d) for d in owner.dimensions), strict=True):
             panel[dim] = Marker(dim, (f"^{_regex_escape(key[0])}$",))
@@ -217,13 +220,57 @@ def _regex_escape(text: str) -> str:
     return re.escape(text)
 
 
-def _geometry(owner: Any, ref: PopulationRef, dims: tuple[str, ...], names: dict) -> Any:
-    """A cytogate geometry for drawing ``ref`` (membership always comes from FlowKit); a
-    shape in more than two dimensions is named only (plots show planes)."""
-    geometry = _shape(owner, ref, dims, names)
+def _units(strategy: Any, owner: Any) -> tuple[float, ...]:
+    """Per dimension of ``owner``, the factor from FlowKit's transformed values to the unit
+    range cytogate's plots show: 1/4096 for FlowJo's biex (FlowJo channels 0..4096), 1 for
+    GatingML transforms (already 0..1 up to the top of scale) and untransformed dimensions."""
+    import flowkit as fk
+
+    out = []
+    for dim in owner.dimensions:
+        xform = strategy.transformations.get(_dim_key(dim)[2])
+        out.append(1.0 / 4096.0 if isinstance(xform, fk.transforms.WSPBiexTransform) else 1.0)
+    return tuple(out)
+
+
+def _geometry(
+    owner: Any,
+    ref: PopulationRef,
+    dims: tuple[str, ...],
+    names: dict,
+    units: tuple[float, ...],
+) -> Any:
+    """A cytogate geometry for drawing ``ref`` (membership always comes from FlowKit), in
+    FlowKit's coordinates times ``units``; a shape in more than two dimensions is named only
+    (plots show planes)."""
+    geometry = _scaled_shape(_shape(owner, ref, dims, names), dims, units)
     if len(geometry.dims) > 2 and not isinstance(geometry, ExternalGeometry):
         text = f"{len(geometry.dims)}-D {geometry.kind} on {', '.join(dims)}"
         return ExternalGeometry(dims, geometry.kind, text)
+    return geometry
+
+
+def _scaled_shape(geometry: Any, dims: tuple[str, ...], units: tuple[float, ...]) -> Any:
+    if all(u == 1.0 for u in units) or not dims:
+        return geometry
+    f = dict(zip(dims, units, strict=True))
+    if isinstance(geometry, Rectangle):
+        lo = tuple(None if v is None else v * f[d] for v, d in zip(geometry.min, dims, strict=True))
+        hi = tuple(None if v is None else v * f[d] for v, d in zip(geometry.max, dims, strict=True))
+        return Rectangle(geometry.dims, lo, hi)
+    if isinstance(geometry, Polygon):
+        fx, fy = f[geometry.dims[0]], f[geometry.dims[1]]
+        return Polygon(geometry.dims, tuple((x * fx, y * fy) for x, y in geometry.vertices))
+    if isinstance(geometry, Ellipse):
+        fv = np.array([f[geometry.dims[0]], f[geometry.dims[1]]])
+        cov = np.asarray(geometry.covariance) * np.outer(fv, fv)
+        center = (geometry.center[0] * fv[0], geometry.center[1] * fv[1])
+        return Ellipse(
+            geometry.dims,
+            (float(center[0]), float(center[1])),
+            ((cov[0, 0], cov[0, 1]), (cov[1, 0], cov[1, 1])),
+            geometry.distance_square,
+        )
     return geometry
 
 
@@ -384,14 +431,15 @@ def _values_and_gates(
         owner = strategy.get_gate(*ref.owner)
         keys = [_dim_key(d) for d in owner.dimensions]
         dims = tuple(template.dim_names.get(k, k[0]) for k in keys)
+        units = _units(strategy, owner)
         if keys and any(d not in scaled for d in dims):
             # the values FlowKit gates this gate on (FlowKit 1.3's own preprocessing step)
             frame = strategy._preprocess_sample_events(fk_sample, owner)
             for j, (dim, key) in enumerate(zip(dims, keys, strict=True)):
                 if dim not in scaled:
-                    scaled[dim] = frame.iloc[:, j].to_numpy(dtype=np.float64)
+                    scaled[dim] = frame.iloc[:, j].to_numpy(dtype=np.float64) * units[j]
                     markers[dim] = _resolved(dim, key[0], pnn, pns, strategy)
-        geometry = _geometry(owner, ref, dims, names)
+        geometry = _geometry(owner, ref, dims, names, units)
         note = (
             f"evaluated by FlowKit ({geometry.description})"
             if isinstance(geometry, ExternalGeometry)
