@@ -119,6 +119,9 @@ def test_compare_command_writes_agreement_and_plot(tmp_path):
     table = pd.read_csv(out / "agreement.csv")
     assert len(table) == 4 and (table["f1"] == 1.0).all()
     assert (out / "bland_altman.png").stat().st_size > 1000
+    # the worst file's gate plots, cytogate's and the reference's
+    assert (out / "worst" / "data1_cytogate.png").stat().st_size > 1000
+    assert (out / "worst" / "data1_reference.png").stat().st_size > 1000
     bad = CliRunner().invoke(
         cli, ["compare", str(DATA1), "-r", str(QUAD), "-t", str(QUAD), "-m", "x=y"]
     )

@@ -613,6 +613,13 @@ def plot_command(
     default=None,
     help="Output folder for agreement.csv and bland_altman.png (default: RUN/cytogate_compare).",
 )
+@click.option(
+    "--worst",
+    type=click.IntRange(0, 100),
+    default=3,
+    show_default=True,
+    help="Gate plots (cytogate's and the reference's) of this many worst files, in worst/.",
+)
 @_user_errors
 def compare_command(
     run: Path,
@@ -621,16 +628,43 @@ def compare_command(
     group: str | None,
     mapping: tuple[str, ...],
     out: Path | None,
+    worst: int,
 ) -> None:
     """Agreement of cytogate's gating of RUN (a folder of FCS files, or one file) with an
     expert's: agreement.csv (per file x population, worst first) and a Bland-Altman plot."""
     from cytogate.interop.compare import run_compare
 
-    written = run_compare(
-        run, reference, _template(template, group), mapping=mapping, out=out, group=group
-    )
+    chosen = _template(template, group)
+    written = run_compare(run, reference, chosen, mapping=mapping, out=out, group=group)
+    written += _worst_plots(written[0], run, chosen, reference, group, worst)
     for path in written:
         click.echo(str(path))
+
+
+def _worst_plots(
+    agreement: Path, run: Path, template: Any, reference: Path, group: str | None, n: int
+) -> list[Path]:
+    """Gate plots of the ``n`` worst files: cytogate's gates and, for a .wsp/.xml reference,
+    the reference's gates on the same events (``worst/<stem>_cytogate.png``, ``_reference``)."""
+    import pandas as pd
+
+    from cytogate.viz.plots import plot_sample
+
+    table = pd.read_csv(agreement)
+    folder = run if run.is_dir() else run.parent
+    files = list(dict.fromkeys(table["file"]))[:n]
+    ref = reference.suffix.lower() in (".wsp", ".xml")
+    ref_template = _template(str(reference), group) if ref and group else str(reference)
+    out = []
+    for name in files:
+        fcs = folder / name
+        target = agreement.parent / "worst" / f"{Path(name).stem}_cytogate.png"
+        target.parent.mkdir(exist_ok=True)
+        out += plot_sample(fcs, template, target, dpi=100)
+        if ref:
+            other = target.with_name(f"{Path(name).stem}_reference.png")
+            out += plot_sample(fcs, ref_template, other, dpi=100)
+    return out
 
 
 @cli.command(name="export")
