@@ -22,6 +22,7 @@ shares and scatter gains), ``--events`` each. Nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -116,6 +117,8 @@ def main() -> int:
         f"\nadaptive default template: {a:.3f} s per 100k events (target < 0.3 s); "
         f"{a / f:.1f} x the fixed template; mixture fit {m:.3f} s of it"
     )
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"machine load (1, 5, 15 min): {load} on {os.cpu_count()} cores (loaded: not final)")
     return 0
 
 

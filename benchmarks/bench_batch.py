@@ -40,7 +40,21 @@ stained file (every population of every file is compared too); the exit status i
 Bounded memory (DESIGN §9): ``--jobs 1`` on the first 10 files of the run vs on all of them.
 Nothing is asserted about time.
 
+Two more sections (issue 12 items 2, 4, 5), after the table:
+
+* ``--thousand N`` (default 1,000; 0 skips): a SIMULATED run of about N small files
+  (``--thousand-events``, default 2,000 events), ``cytogate batch --jobs 2`` in a fresh
+  subprocess: wall time, files/s and peak RSS (CLI process, largest worker, polled tree sum).
+* ``--dask`` (default on; ``--no-dask`` skips): the main run on a two-worker
+  ``distributed.LocalCluster(processes=True, threads_per_worker=1)`` against the same
+  ``run_batch(jobs=2)`` in the same subprocess (cluster start-up printed apart), tables compared
+  byte for byte.
+
+Every section prints ``os.getloadavg()`` beside its figures: figures taken on a busy machine
+are not final.
+
     python benchmarks/bench_batch.py [--patients 4] [--events 200000] [--repeats 3]
+        [--thousand 1000] [--no-dask] [--sections main,thousand,dask]
 """
 
 from __future__ import annotations
@@ -354,6 +368,14 @@ def child(args: argparse.Namespace) -> int:
         report.update(setup(args))
         args.report.write_text(json.dumps(report))
         return 0
+    if args.child == "simulate":
+        report.update(simulate_many(args.run, args.patients, args.events))
+        args.report.write_text(json.dumps(report))
+        return 0
+    if args.child == "dask":
+        report.update(dask_vs_local(args.run, args.out))
+        args.report.write_text(json.dumps(report))
+        return 0
     if args.child == "cytogate":
         from cytogate.cli import cli
         from cytogate.cli import main as cytogate_main
@@ -406,6 +428,95 @@ def flowkit_loop(args: argparse.Namespace) -> dict[str, Any]:
         "load_strategies_s": t_load,
         "populations": counts,
     }
+
+
+# --------------------------------------------------------------------------- 1,000 files, Dask
+
+
+def simulate_many(run: Path, patients: int, events: int) -> dict[str, Any]:
+    """A SIMULATED run of ``patients`` x 12 small files (reused if complete)."""
+    from cytogate.sim.simulate import StudyConfig, simulate_study
+
+    if _complete(run):
+        return {"files": len(manifest_rows(run)), "simulate_s": 0.0}
+    shutil.rmtree(run, ignore_errors=True)
+    seconds, _ = timed(
+        lambda: simulate_study(run, StudyConfig(n_patients=patients, events_per_file=events))
+    )
+    return {"files": len(manifest_rows(run)), "simulate_s": seconds}
+
+
+def dask_vs_local(run: Path, out: Path) -> dict[str, Any]:
+    """``run_batch`` on a two-worker LocalCluster and with ``jobs=2``, in this process."""
+    import distributed
+
+    from cytogate.study.batch import run_batch
+
+    load = os.getloadavg()[0]
+    start = time.perf_counter()
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    client = distributed.Client(cluster)
+    cluster_s = time.perf_counter() - start
+    figures: dict[str, Any] = {"cluster_start_s": cluster_s, "load_start": load}
+    try:
+        for label, kwargs in (
+            ("dask_first", {"client": client}),  # workers import cytogate on their first task
+            ("local", {"jobs": 2}),
+            ("dask", {"client": client}),
+        ):
+            target = out / label
+            shutil.rmtree(target, ignore_errors=True)
+            seconds, result = timed(lambda kw=kwargs, t=target: run_batch(run, out=t, **kw))
+            figures[f"{label}_s"] = seconds
+            figures[f"{label}_failed"] = len(result.failed)
+    finally:
+        client.close()
+        cluster.close()
+    figures["identical_tables"] = all(
+        (out / "local" / f"{t}.csv").read_bytes() == (out / "dask" / f"{t}.csv").read_bytes()
+        for t in ("samples", "populations", "markers", "timecourse", "stats")
+    )
+    figures["load_end"] = os.getloadavg()[0]
+    return figures
+
+
+def run_child(mode: str, scratch: Path, **options: Any) -> dict[str, Any]:
+    report = scratch / f"{mode}.json"
+    cmd = [sys.executable, __file__, "--child", mode, "--report", str(report)]
+    for key, value in options.items():
+        cmd += [f"--{key}", str(value)]
+    subprocess.run(cmd, check=True)
+    return json.loads(report.read_text())
+
+
+def thousand_section(args: argparse.Namespace, workdir: Path, scratch: Path) -> None:
+    patients = max(1, -(-args.thousand // 12))
+    run = workdir / f"run_{patients}x12_{args.thousand_events}"
+    info = run_child("simulate", scratch, run=run, patients=patients, events=args.thousand_events)
+    load = os.getloadavg()[0]
+    m = measure(Config("cytogate batch --jobs 2", "cytogate", 2), run, scratch, Path("-"))
+    rss = f"CLI {m.rss_self_mb:.0f} MB, largest worker {m.rss_workers_mb:.0f} MB"
+    if m.rss_tree_mb is not None:
+        rss += f", tree sum {m.rss_tree_mb:.0f} MB (polled)"
+    print(
+        f"\n{info['files']} SIMULATED files x {args.thousand_events:,} events, cytogate batch "
+        f"--jobs 2: {m.wall:.1f} s ({info['files'] / m.wall:.1f} files/s), CPU {m.cpu:.1f} s; "
+        f"peak RSS {rss}; load average {load:.2f} before, {os.getloadavg()[0]:.2f} after"
+    )
+
+
+def dask_section(run: Path, scratch: Path) -> None:
+    f = run_child("dask", scratch, run=run, out=scratch / "dask_out")
+    print(
+        f"\nDask LocalCluster (2 worker processes, 1 thread each) vs run_batch(jobs=2), same run, "
+        f"same process:\n  cluster start {f['cluster_start_s']:.1f} s; first Dask run (workers "
+        f"warm up) {f['dask_first_s']:.1f} s; local --jobs 2 {f['local_s']:.1f} s; Dask "
+        f"{f['dask_s']:.1f} s (Dask / local = {f['dask_s'] / f['local_s']:.2f}); tables "
+        f"{'byte-identical' if f['identical_tables'] else 'DIFFERENT'}; failed files "
+        f"{f['dask_failed']}; load average {f['load_start']:.2f} -> {f['load_end']:.2f}"
+    )
 
 
 # --------------------------------------------------------------------------- reporting
@@ -498,6 +609,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name in ("--child", "--run", "--out", "--report", "--strategies"):
         parser.add_argument(name, type=None if name == "--child" else Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--thousand", type=int, default=1000, help="files in the many-files run (0: skip)"
+    )
+    parser.add_argument("--thousand-events", type=int, default=2000, help="events per file there")
+    parser.add_argument("--no-dask", action="store_true", help="skip the Dask LocalCluster run")
+    parser.add_argument(
+        "--sections", default="main,thousand,dask", help="which of main,thousand,dask to run"
+    )
     parser.add_argument("--jobs", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--cache-events", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -530,43 +649,52 @@ def main(argv: list[str] | None = None) -> int:
                 f"{os.getloadavg()[0]:.2f}; template {info['template']}; median of "
                 f"{args.repeats} runs\n"
             )
-            results: dict[str, list[Measured]] = {c.label: [] for c in CONFIGS}
-            for i in range(args.repeats):
-                order = CONFIGS if i % 2 == 0 else CONFIGS[::-1]
-                for config in order:
-                    m = measure(config, run, scratch, strategies, args.plots)
-                    results[config.label].append(m)
-                    print(
-                        f"  run {i + 1}/{args.repeats} {config.label.strip()}: {m.wall:.2f} s, "
-                        f"CPU {m.cpu:.1f} s, others {m.others or 0:.2f} cores",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-            small_runs = [measure(CONFIGS[0], small, scratch, strategies, args.plots)]
+            sections = set(args.sections.split(","))
+            if args.no_dask:
+                sections.discard("dask")
+            same = True
+            if "main" in sections:
+                results: dict[str, list[Measured]] = {c.label: [] for c in CONFIGS}
+                for i in range(args.repeats):
+                    order = CONFIGS if i % 2 == 0 else CONFIGS[::-1]
+                    for config in order:
+                        m = measure(config, run, scratch, strategies, args.plots)
+                        results[config.label].append(m)
+                        print(
+                            f"  run {i + 1}/{args.repeats} {config.label.strip()}: {m.wall:.2f} s, "
+                            f"CPU {m.cpu:.1f} s, others {m.others or 0:.2f} cores",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                small_runs = [measure(CONFIGS[0], small, scratch, strategies, args.plots)]
 
-            print_table(results, n_files, args.events)
-            print_notes(results, info["bridge_s"], info["gate_s"])
-            plotted = results[CONFIGS[0].label][-1].report.get("plots")
-            print(f"cytogate batch plots/report.html: {'drawn' if plotted else 'not drawn'}")
-            print("\nblast counts, cytogate populations.csv vs FlowKit:")
-            same = agreement(results, rows)
-            big = max(m.rss_self_mb for m in results[CONFIGS[0].label])
-            little = max(m.rss_self_mb for m in small_runs)
-            print(
-                f"\nbounded memory (DESIGN §9), cytogate batch --jobs 1, peak RSS: "
-                f"{SMALL_RUN} files {little:.0f} MB, {n_files} files {big:.0f} MB "
-                f"({n_files}/{SMALL_RUN} files -> x{big / little:.2f} memory)"
-            )
-            floors = sorted(
-                {
-                    label
-                    for label, runs in [*results.items(), ("small run", small_runs)]
-                    for m in runs
-                    if m.report["maxrss_self_kb"] <= m.report["maxrss_start_kb"]
-                }
-            )
-            if floors:
-                print(f"WARNING: peak RSS is only the inherited floor for: {', '.join(floors)}")
+                print_table(results, n_files, args.events)
+                print_notes(results, info["bridge_s"], info["gate_s"])
+                plotted = results[CONFIGS[0].label][-1].report.get("plots")
+                print(f"cytogate batch plots/report.html: {'drawn' if plotted else 'not drawn'}")
+                print("\nblast counts, cytogate populations.csv vs FlowKit:")
+                same = agreement(results, rows)
+                big = max(m.rss_self_mb for m in results[CONFIGS[0].label])
+                little = max(m.rss_self_mb for m in small_runs)
+                print(
+                    f"\nbounded memory (DESIGN §9), cytogate batch --jobs 1, peak RSS: "
+                    f"{SMALL_RUN} files {little:.0f} MB, {n_files} files {big:.0f} MB "
+                    f"({n_files}/{SMALL_RUN} files -> x{big / little:.2f} memory)"
+                )
+                floors = sorted(
+                    {
+                        label
+                        for label, runs in [*results.items(), ("small run", small_runs)]
+                        for m in runs
+                        if m.report["maxrss_self_kb"] <= m.report["maxrss_start_kb"]
+                    }
+                )
+                if floors:
+                    print(f"WARNING: peak RSS is only the inherited floor for: {', '.join(floors)}")
+            if "thousand" in sections and args.thousand > 0:
+                thousand_section(args, workdir, scratch)
+            if "dask" in sections:
+                dask_section(run, scratch)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return 0 if same else 1

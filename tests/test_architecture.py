@@ -21,13 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "cytogate"
 
 # Known debts being removed by the issue-8 redesign; each entry must disappear, never grow.
-KNOWN_CYCLES: set[frozenset[str]] = {
-    frozenset({"cytogate.study.batch", "cytogate.viz.plots", "cytogate.viz.report"}),
-}
-KNOWN_PRIVATE_IMPORTS: set[tuple[str, str]] = {
-    ("cytogate.viz.plots", "cytogate.study.batch._gate_file"),
-    ("cytogate.viz.plots", "cytogate.study.batch._marker_reference"),
-}
+KNOWN_CYCLES: set[frozenset[str]] = set()
+KNOWN_PRIVATE_IMPORTS: set[tuple[str, str]] = set()
 
 
 def _lint_imports(cwd: Path, pythonpath: Path) -> subprocess.CompletedProcess[str]:

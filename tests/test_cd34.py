@@ -195,3 +195,12 @@ def test_cli_simulate_cd34(tmp_path):
     assert (tmp_path / "s" / "cytogate.yaml").is_file()
     res = runner.invoke(cli, ["simulate", "--cd34", "--hard", str(tmp_path / "t")])
     assert res.exit_code == 2 and "--cd34 does not take --hard" in res.output
+
+
+def test_bundled_demo_is_what_simulate_cd34_writes(tmp_path):
+    """sample_fcs/cd34_demo (``cytogate simulate --cd34``) regenerates byte for byte."""
+    study = simulate_cd34_study(tmp_path / "demo")
+    names = [*study.manifest["file"], "manifest.csv", "cytogate.yaml", "ground_truth/labels.npz"]
+    assert [
+        n for n in names if (DEMO / n).read_bytes() != (tmp_path / "demo" / n).read_bytes()
+    ] == []

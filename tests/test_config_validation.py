@@ -251,3 +251,33 @@ def test_unwritable_output_location_fails_before_gating(tmp_path):
     result = CliRunner().invoke(cli, ["batch", str(run), "--out", str(blocker / "out")])
     assert result.exit_code == 2 and "cytogate: error:" in result.output
     assert time.monotonic() - start < 30
+
+
+def test_mixture_grid_is_bounded_in_the_template(tmp_path):
+    import yaml
+
+    from cytogate.errors import TemplateError
+    from cytogate.gating.template import list_templates, load_template
+
+    doc = yaml.safe_load(Path(list_templates()["aml_blasts_cd45_ssc"]).read_text())
+    gate = next(g for g in doc["gates"] if g.get("kind") == "cluster")
+    gate["grid"] = 30_000  # 6.7 GiB of grid before the bound
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(TemplateError, match="field 'grid': an integer from 16 to 2048"):
+        load_template(path)
+
+
+def test_template_alias_bomb_is_one_line(tmp_path):
+    from cytogate.errors import TemplateError
+    from cytogate.gating.template import load_template
+
+    lines = ["x0: &x0 [a, a, a, a, a, a, a, a, a]"]
+    lines += [f"x{i}: &x{i} [{', '.join([f'*x{i - 1}'] * 9)}]" for i in range(1, 9)]
+    lines.append("gates: *x8")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    start = time.monotonic()
+    with pytest.raises(TemplateError, match=r"bomb\.yaml: aliases expand to more than"):
+        load_template(path)
+    assert time.monotonic() - start < 2

@@ -171,7 +171,7 @@ def test_result_carries_what_was_applied_and_is_built_by_keyword_only():
     from cytogate.gating.engine import GatingResult
     from cytogate.model.transforms import Scale
 
-    sample, x, y = _grid_sample()
+    sample, x, _ = _grid_sample()
     text = TEMPLATE.replace("X: {kind: linear, top: 1}", "X: {kind: linear, top: 2}")
     result = gate(sample, parse_template(text, Path("unit.yaml")))
     # the scale applied per gated marker, as used (X's top is 2: scaled X = x / 2)
@@ -185,3 +185,23 @@ def test_result_carries_what_was_applied_and_is_built_by_keyword_only():
     assert result.gate_of("box").geometry.max == (0.5, 0.5)
     with pytest.raises(TypeError):
         GatingResult(sample, result.template)  # positional construction is refused
+
+
+def test_polygon_bounding_box_prefilter_keeps_flowutils_membership():
+    """The crossing test runs only on events inside the vertices' bounding box; events on
+    edges, on vertices and just outside the box keep flowutils' answer."""
+    from flowutils.gating import points_in_polygon
+
+    from cytogate.gating.gates import Polygon
+
+    verts = ((0.2, 0.2), (0.5, 0.25), (0.45, 0.6), (0.25, 0.5))
+    rng = np.random.default_rng(5)
+    grid = np.linspace(0, 1, 101)  # hits vertices and edges exactly
+    gx, gy = np.meshgrid(grid, grid)
+    points = np.vstack(
+        [np.column_stack([gx.ravel(), gy.ravel()]), rng.random((50_000, 2)), np.array(verts)]
+    )
+    expected = np.asarray(points_in_polygon(np.array(verts), points), dtype=bool)
+    assert np.array_equal(Polygon(("X", "Y"), verts).contains(points), expected)
+    assert np.array_equal(Polygon(("X", "Y"), verts).contains(np.asfortranarray(points)), expected)
+    assert 0 < expected.sum() < 0.3 * len(points)  # the prefilter path was taken

@@ -155,3 +155,21 @@ def test_lock_file_names_the_holder(tmp_path):
         assert (tmp_path / "x.lock").read_text().startswith(f"{os.getpid()} on ")
     assert not (tmp_path / "x.lock").exists()
     shutil.rmtree(tmp_path / "x", ignore_errors=True)
+
+
+def test_forked_workers_do_not_hold_the_lock(tmp_path):
+    import multiprocessing
+
+    out = tmp_path / "out"
+    oset = OutputSet(out).open()
+    ctx = multiprocessing.get_context("fork")
+    gone = ctx.Event()
+    child = ctx.Process(target=gone.wait, args=(30,))
+    child.start()  # a worker forked while the lock is held
+    try:
+        oset.abort()
+        os.close(oset.lock.fd)  # the run dies (kill -9): lock file left, its fd gone
+        OutputSet(out).open().close()  # free although the forked child still runs
+    finally:
+        gone.set()
+        child.join()

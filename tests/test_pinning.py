@@ -80,23 +80,26 @@ def test_without_a_baseline_the_pinned_gate_is_fitted_and_flagged(tmp_path):
 
 
 def test_plots_of_a_pinned_run_show_the_pinned_gate(tmp_path):
-    from cytogate.study.design import RunConfig, read_design
-    from cytogate.viz.plots import plot_group
+    from cytogate.analysis.quantify import MarkerPlan
+    from cytogate.study.design import RunConfig
+    from cytogate.viz.plots import gate_figure, plot_group, plot_jobs
 
     template = _pinned_template(tmp_path)
     run = _run(tmp_path, timepoints=("baseline", "day3"))
     result = run_batch(run, template=template, jobs=1)
     tmpl = parse_template(template.read_text(), template)
-    group = next(
-        g
-        for g in read_design(run, RunConfig()).groups(RunConfig())
-        if g.patient == "P02" and g.timepoint == "day3"
-    )
-    out = plot_group(group, tmpl, RunConfig(), str(tmp_path / "plots"), "png", 60, result.pinned)
-    stained = next(e for e in out["entries"] if e.get("tube") == "stained" and "counts" in e)
+    jobs = plot_jobs(result.outcomes, result.markers, "stained", "isotype")
+    job = next(j for j in jobs if j.patient == "P02" and j.timepoint == "day3")
+    plan = MarkerPlan.from_config(RunConfig())
+    out = plot_group(job, plan, str(tmp_path / "plots"), "png", 60)
+    stained = next(e for e in out.entries if e.tube == "stained" and e.kind == "gates")
     table = result.populations.set_index(["file", "population"])
     count = table.loc[("P02_day3_stained.fcs", "blasts"), "count"]
-    assert stained["counts"]["blasts"][0] == count
-    unpinned = plot_group(group, tmpl, RunConfig(), str(tmp_path / "plots2"), "png", 60)
-    free = next(e for e in unpinned["entries"] if e.get("tube") == "stained" and "counts" in e)
-    assert free["counts"]["blasts"][0] != count  # the test can tell the difference
+    assert not stained.error and stained.counts["blasts"][0] == count
+    # the outline drawn is the baseline's pinned polygon, not a fit of this file
+    pinned = np.asarray(result.pinned["P02"]["blasts"].vertices)
+    drawn = gate_figure(job.stained).figure
+    line = next(ln for ax in drawn.axes for ln in ax.lines if ln.get_gid() == "gate:blasts")
+    assert np.allclose(line.get_xydata()[:-1], pinned)
+    free = gate(read_fcs(run / "P02_day3_stained.fcs"), tmpl).gate_of("blasts").geometry
+    assert free != result.pinned["P02"]["blasts"]  # the test can tell the difference

@@ -23,15 +23,14 @@ from cytogate.gating.engine import gate
 from cytogate.gating.gates import Boolean, Polygon, Rectangle
 from cytogate.gating.template import load_template, parse_template
 from cytogate.io.fcs import read_fcs
-from cytogate.study.batch import _marker_reference, process_group
+from cytogate.model.measure import Measure
+from cytogate.study.batch import process_group
 from cytogate.study.design import RunConfig, read_design
 from cytogate.viz.plots import (
     SIMULATED_TEXT,
     gate_figure,
     marker_figure,
-    measure_label,
     save_figure,
-    scale_of,
     timecourse_figure,
 )
 
@@ -49,8 +48,23 @@ def gated():
 
 
 @pytest.fixture(scope="module")
-def figures(gated):
+def drawn(gated):
     return {name: gate_figure(result) for name, result in gated.items()}
+
+
+@pytest.fixture(scope="module")
+def figures(drawn):
+    return {name: d.figure for name, d in drawn.items()}
+
+
+@pytest.fixture(scope="module")
+def panels(drawn):
+    """Axes -> what the panel shows (returned by gate_figure, not stored on the Axes)."""
+    return {p.ax: p for d in drawn.values() for p in d.panels}
+
+
+def scale_of(result, dim):
+    return result.scale_for(dim)
 
 
 def _gate_lines(fig):
@@ -103,7 +117,7 @@ def test_import_cytogate_does_not_load_matplotlib():
 
 
 @pytest.mark.parametrize("name", FILES)
-def test_gate_outlines_in_data_units_are_the_templates(gated, figures, name):
+def test_gate_outlines_in_data_units_are_the_templates(gated, figures, panels, name):
     result, fig = gated[name], figures[name]
     lines = _gate_lines(fig)
     assert set(lines) == {g.name for g in _drawn(result)}
@@ -111,7 +125,7 @@ def test_gate_outlines_in_data_units_are_the_templates(gated, figures, name):
         line, geometry = lines[g.name], g.geometry
         ax = line.axes
         xy = line.get_xydata()
-        if ax.cytogate.y is None:  # a range gate on a histogram: its bounds as vertical lines
+        if panels[ax].y is None:  # a range gate on a histogram: its bounds as vertical lines
             finite = [b for b in (geometry.min[0], geometry.max[0]) if b is not None]
             assert set(np.round(finite, 12)) <= set(np.round(xy[:, 0], 12))
             continue
@@ -120,22 +134,22 @@ def test_gate_outlines_in_data_units_are_the_templates(gated, figures, name):
             vertices = np.asarray(geometry.vertices)
             assert np.allclose(xy[:-1], vertices)  # same vertices, same order, same axes
             for j, dim in enumerate(geometry.dims):
-                axis = ax.cytogate.x if j == 0 else ax.cytogate.y
+                axis = panels[ax].x if j == 0 else panels[ax].y
                 assert axis.dim == dim
                 expected = scale_of(result, dim).inverse(vertices[:, j], _pnr(result, dim))
                 assert np.allclose(axis.to_data(xy[:-1, j]), expected, rtol=1e-9, atol=1e-6)
         elif isinstance(geometry, Rectangle) and len(geometry.dims) == 1:
             # a range gate drawn as a band on a plane (CD45+ on the singlets' CD45/SSC-A)
             dim = geometry.dims[0]
-            j = 0 if ax.cytogate.x.dim == dim else 1
-            axis = ax.cytogate.x if j == 0 else ax.cytogate.y
+            j = 0 if panels[ax].x.dim == dim else 1
+            axis = panels[ax].x if j == 0 else panels[ax].y
             edges = set(np.round(xy[:, j], 12))
             for bound in (geometry.min[0], geometry.max[0]):
                 if bound is not None:
                     assert round(bound, 12) in edges
             lo, hi = axis.limits
             other = xy[:, 1 - j]
-            other_lim = (ax.cytogate.y if j == 0 else ax.cytogate.x).limits
+            other_lim = (panels[ax].y if j == 0 else panels[ax].x).limits
             # the open sides end just outside the axes (clipped, not at ±1e9)
             assert xy[:, j].max() <= hi + 0.011 * (hi - lo)
             assert other.min() >= other_lim[0] - 0.011 * (other_lim[1] - other_lim[0])
@@ -147,14 +161,14 @@ def test_gate_outlines_in_data_units_are_the_templates(gated, figures, name):
 
 @pytest.mark.parametrize("name", FILES)
 def test_each_panel_holds_every_parent_event_and_gates_sit_on_their_populations(
-    gated, figures, name
+    gated, figures, panels, name
 ):
     from matplotlib.path import Path as MplPath
 
     result, fig = gated[name], figures[name]
     lines = _gate_lines(fig)
     for ax in fig.axes:
-        info = ax.cytogate
+        info = panels[ax]
         hist = info.histogram
         assert info.n_events == result.count(info.parent)
         assert hist.sum() == info.n_events  # nothing subsampled or dropped
@@ -173,7 +187,7 @@ def test_each_panel_holds_every_parent_event_and_gates_sit_on_their_populations(
 
 
 @pytest.mark.parametrize("name", FILES)
-def test_counts_written_on_panels_equal_the_gating_result(gated, figures, name):
+def test_counts_written_on_panels_equal_the_gating_result(gated, figures, panels, name):
     result, fig = gated[name], figures[name]
     labels = _texts(fig, "label:")
     booleans = [g.name for g in result.gates if isinstance(g.geometry, Boolean)]
@@ -189,16 +203,16 @@ def test_counts_written_on_panels_equal_the_gating_result(gated, figures, name):
         assert float(m[3]) == pytest.approx(round(result.pct_parent(pop), 1))
     titles = [ax.get_title(loc="left") for ax in fig.axes]
     for ax, title in zip(fig.axes, titles, strict=True):
-        assert f"{result.count(ax.cytogate.parent):,} events, all shown" in title
+        assert f"{result.count(panels[ax].parent):,} events, all shown" in title
 
 
 @pytest.mark.parametrize("name", FILES)
-def test_tick_labels_are_data_values_at_their_scaled_positions(gated, figures, name):
+def test_tick_labels_are_data_values_at_their_scaled_positions(gated, figures, panels, name):
     result, fig = gated[name], figures[name]
     for ax in fig.axes:
         for axis, ticks, labels in (
-            (ax.cytogate.x, ax.get_xticks(), ax.get_xticklabels()),
-            (ax.cytogate.y, ax.get_yticks(), ax.get_yticklabels()),
+            (panels[ax].x, ax.get_xticks(), ax.get_xticklabels()),
+            (panels[ax].y, ax.get_yticks(), ax.get_yticklabels()),
         ):
             values = [_tick_value(t.get_text()) for t in labels]
             assert len(values) >= 4, (axis.dim, values)
@@ -211,7 +225,7 @@ def test_tick_labels_are_data_values_at_their_scaled_positions(gated, figures, n
 
 
 @pytest.mark.parametrize("name", FILES)
-def test_labels_stay_inside_their_axes_and_do_not_overlap(figures, name):
+def test_labels_stay_inside_their_axes_and_do_not_overlap(figures, panels, name):
     fig = figures[name]
     renderer = fig.canvas.get_renderer()
     for ax in fig.axes:
@@ -232,7 +246,7 @@ def test_labels_stay_inside_their_axes_and_do_not_overlap(figures, name):
         for t in ax.texts:
             pop = (t.get_gid() or "").removeprefix("label:")
             line = lines.get(f"gate:{pop}")
-            if line is None or ax.cytogate.y is None:
+            if line is None or panels[ax].y is None:
                 continue
             pts = ax.transData.transform(line.get_xydata())
             pts = np.clip(pts, [box.x0, box.y0], [box.x1, box.y1])
@@ -252,10 +266,10 @@ def test_labels_stay_inside_their_axes_and_do_not_overlap(figures, name):
 
 def test_simulated_files_carry_the_banner_and_real_ones_do_not(gated):
     result = gated["P02_baseline_stained.fcs"]
-    assert any(t.get_text() == SIMULATED_TEXT for t in gate_figure(result).texts)
+    assert any(t.get_text() == SIMULATED_TEXT for t in gate_figure(result).figure.texts)
     result.sample.keywords.pop("CYTOGATE_SIMULATED")
     try:
-        assert not any(t.get_text() == SIMULATED_TEXT for t in gate_figure(result).texts)
+        assert not any(t.get_text() == SIMULATED_TEXT for t in gate_figure(result).figure.texts)
     finally:
         result.sample.keywords["CYTOGATE_SIMULATED"] = "TRUE"
 
@@ -291,9 +305,11 @@ def test_open_rectangles_are_clipped_quadrants_labelled_and_large_samples_all_dr
         events, ["FSC-A", "SSC-A", "CD45 PerCP", "Ki67 BV421"], pns=["", "", "CD45", "Ki67"]
     )
     result = gate(sample, parse_template(_RAW_TEMPLATE))
-    fig = gate_figure(result)
+    drawn = gate_figure(result)
+    fig = drawn.figure
     cells_ax, quad_ax = fig.axes
-    info = cells_ax.cytogate
+    info = drawn.panels[0]
+    assert info.ax is cells_ax
     assert info.n_events == n and info.histogram.sum() == n
     assert info.off_scale > 0 and f"\n{info.off_scale:,} beyond the axes" in cells_ax.get_title(
         loc="left"
@@ -325,12 +341,11 @@ def group_rows():
 def test_marker_plot_states_the_rmfi_and_threshold_of_markers_csv(group_rows, key):
     cfg, tmpl, groups = group_rows
     group = groups[key]
-    rows = {
-        r["marker"]: r for r in process_group(group, tmpl, cfg)["markers"] if r["tube"] == "stained"
-    }  # exactly what batch writes to markers.csv
-    stained = gate(read_fcs(group.stained.file), tmpl)
-    control = gate(read_fcs(group.control.file), tmpl, reference=_marker_reference(stained, cfg))
-    fig = marker_figure(stained, control, MarkerPlan.from_config(cfg))
+    output = process_group(group, tmpl, cfg)
+    stained_rows = [r for r in output.markers if r["tube"] == "stained"]
+    rows = {r["marker"]: r for r in stained_rows}  # exactly what batch writes to markers.csv
+    stained, control = output.outcomes  # drawn from what the batch recorded, not re-gated
+    fig = marker_figure(stained, control, MarkerPlan.from_config(cfg), stained_rows)
     stats = _texts(fig, "stats:")
     assert set(stats) == set(cfg.rmfi_markers) | set(cfg.positivity_markers)
     for marker in cfg.rmfi_markers:
@@ -398,7 +413,8 @@ def _toy_tables():
 
 def test_timecourse_points_error_bars_and_stars_come_from_the_stats_table():
     tc, stats, tps = _toy_tables()
-    fig = timecourse_figure(tc, stats, ["blasts_per_ul"], tps, per_patient=True, simulated=True)
+    blasts = Measure.per_ul("blasts")
+    fig = timecourse_figure(tc, stats, [blasts], tps, per_patient=True, simulated=True)
     (ax,) = fig.axes
     mean = next(line for line in ax.lines if line.get_gid() == "mean:blasts_per_ul")
     assert list(mean.get_xdata()) == [0, 1, 2]
@@ -413,8 +429,8 @@ def test_timecourse_points_error_bars_and_stars_come_from_the_stats_table():
     assert len(patients) == 3
     assert [t.get_text() for t in ax.get_xticklabels()] == tps
     assert any(t.get_text() == SIMULATED_TEXT for t in fig.texts)
-    assert measure_label("blasts_CXCR4_12G5_rmfi_median") == "CXCR4 (12G5) RMFI on blasts"
-    assert measure_label("blasts_Ki67_pct_positive") == "Ki67+ % of blasts"
+    assert Measure.rmfi("blasts", "CXCR4_12G5", "median").label == "CXCR4 (12G5) RMFI on blasts"
+    assert Measure.pct_positive("blasts", "Ki67").label == "Ki67+ % of blasts"
 
 
 def test_save_figure_writes_png_svg_pdf_and_a_thumbnail(tmp_path, figures):
@@ -455,7 +471,7 @@ def test_a_label_placed_away_from_its_gate_gets_a_leader_line_to_that_gate():
 
     run42 = Path(__file__).resolve().parents[1] / "sample_fcs" / "run42"
     result = cytogate.gate(cytogate.read_fcs(run42 / "P01_baseline_stained.fcs"))
-    fig = gate_figure(result)
+    fig = gate_figure(result).figure
     fig.canvas.draw()
     leaders = [
         (ax, ln) for ax in fig.axes for ln in ax.lines if (ln.get_gid() or "") == "leader:blasts"
@@ -467,3 +483,39 @@ def test_a_label_placed_away_from_its_gate_gets_a_leader_line_to_that_gate():
     outline_display = ax.transData.transform(np.column_stack(gate_line.get_data()))
     gap = np.min(np.hypot(*(outline_display - end_display).T))
     assert gap < 6  # pixels: the line ends on the blast gate's outline
+
+
+def test_figures_drawn_on_a_reused_layout_match_a_full_draw(group_rows, tmp_path):
+    """The batch draws each file over its layout's cached axes and ticks; the pixels must be
+    those of drawing the whole figure for that file (a label may move by a pixel: its size is
+    measured at the output resolution there)."""
+    from PIL import Image
+
+    from cytogate.viz.render import PlotJob, plot_group
+
+    cfg, tmpl, groups = group_rows
+    plan = MarkerPlan.from_config(cfg)
+    for key in (("P02", "baseline"), ("P05", "24h"), ("P01", "6h")):
+        output = process_group(groups[key], tmpl, cfg)
+        stained, control = output.outcomes
+        rows = tuple(r for r in output.markers if r["tube"] == "stained")
+        job = PlotJob(
+            patient=key[0], timepoint=key[1], stained=stained, control=control, marker_rows=rows
+        )
+        result = plot_group(job, plan, str(tmp_path / "plots"), "png", 80)
+        assert all(not e.error for e in result.entries) and len(result.entries) == 3
+        full = {
+            f"gates/{stained.file.stem}": gate_figure(stained).figure,
+            f"gates/{control.file.stem}": gate_figure(control).figure,
+            f"markers/{stained.file.stem}_markers": marker_figure(stained, control, plan, rows),
+        }
+        for stem, fig in full.items():
+            save_figure(fig, tmp_path / "full" / f"{stem}.png", dpi=80)
+            with (
+                Image.open(tmp_path / "plots" / f"{stem}.png") as a,
+                Image.open(tmp_path / "full" / f"{stem}.png") as b,
+            ):
+                pa, pb = np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB"))
+            assert pa.shape == pb.shape
+            differ = np.any(pa != pb, axis=2).mean()
+            assert differ < 0.002, (stem, differ)  # nothing of the previous file is left

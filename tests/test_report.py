@@ -239,8 +239,7 @@ def test_no_plots_skips_plots_and_report(batch_out, tmp_path):
 
 def test_pdf_figures_get_png_previews_and_qc_flags_show_in_the_report(tmp_path, monkeypatch):
     from cytogate.gating.engine import GatingResult
-    from cytogate.gating.template import load_template
-    from cytogate.study.design import RunConfig, read_design
+    from cytogate.study.design import RunConfig
     from cytogate.viz.report import write_plots_and_report
 
     def qc_flags(self):  # as an adaptive gate whose fit is in doubt reports it
@@ -252,12 +251,9 @@ def test_pdf_figures_get_png_previews_and_qc_flags_show_in_the_report(tmp_path, 
 
     run = _small_run(tmp_path, ("P03",), ("baseline", "2h"))
     out = tmp_path / "out"
-    result = run_batch(run, jobs=1, out=out)
+    result = run_batch(run, jobs=1, out=out)  # the outcomes record the flags
     cfg = RunConfig()
-    groups = read_design(run, cfg).groups(cfg)[1:]  # one sample group is enough here
-    files, summary = write_plots_and_report(
-        result, groups, load_template(cfg.template), cfg, out, jobs=1, fmt="pdf"
-    )
+    files, summary = write_plots_and_report(result, cfg, out, jobs=1, fmt="pdf")
     written = {p.relative_to(out).as_posix() for p in files}
     assert {
         "plots/gates/P03_2h_stained.pdf",
@@ -274,9 +270,56 @@ def test_pdf_figures_get_png_previews_and_qc_flags_show_in_the_report(tmp_path, 
     assert "plots/timecourse_cxcr4.pdf" in page.links
     assert (out / "plots/gates/P03_2h_stained.pdf").read_bytes()[:5] == b"%PDF-"
     assert summary["format"] == "pdf" and summary["errors"] == []
+    flag = {"blasts": ["blasts: cluster overlaps monocytes"]}
     assert summary["qc_flags"] == [
-        {"file": "P03_2h_stained.fcs", "flags": {"blasts": ["blasts: cluster overlaps monocytes"]}}
+        {"file": "P03_baseline_stained.fcs", "flags": flag},
+        {"file": "P03_2h_stained.fcs", "flags": flag},
     ]
     text = " ".join(page.text)
     assert "Gates flagged by quality control" in text
     assert "QC flag: blasts: cluster overlaps monocytes" in text
+
+
+def test_plots_are_drawn_from_the_outcomes_without_gating_and_label_underscored_populations(
+    tmp_path, monkeypatch
+):
+    """Figures re-read events but never gate or fit; ``cd45_negative`` keeps its name in
+    labels (parsing ``cd45_negative_CXCR4_12G5_rmfi_median`` back would give ``cd45``)."""
+    import cytogate.gating.engine as engine
+    from cytogate.study.design import RunConfig
+    from cytogate.viz.report import write_plots_and_report
+
+    run = _small_run(tmp_path, ("P02",), ("baseline", "6h"))
+    out = tmp_path / "out"
+    cfg = RunConfig(marker_populations=("blasts", "cd45_negative"), rmfi_markers=("CXCR4_12G5",))
+    result = run_batch(run, config=cfg, jobs=1, out=out)
+    label = "CXCR4 (12G5) RMFI on cd45_negative"
+    assert result.measures["cd45_negative_CXCR4_12G5_rmfi_median"].label == label
+
+    def no_gating(*_args, **_kwargs):
+        raise AssertionError("a plot gated a file")
+
+    monkeypatch.setattr(engine, "gate", no_gating)
+    monkeypatch.setattr(engine, "_fit", no_gating)
+    old_umask = os.umask(0o027)
+    try:
+        files, summary = write_plots_and_report(result, cfg, out, jobs=1)
+    finally:
+        os.umask(old_umask)
+    assert summary["errors"] == [] and out / "report.html" in files
+    assert (out / "plots/gates/P02_6h_stained.png").is_file()
+    assert (out / "report.html").stat().st_mode & 0o777 == 0o640  # the umask's mode
+    text = " ".join(_parse(out / "report.html").text)
+    assert label in text and "RMFI on cd45 " not in text
+
+
+def test_a_file_changed_after_the_run_is_not_drawn_with_other_gates(tmp_path):
+    from cytogate.viz.events import EventView
+
+    run = _small_run(tmp_path, ("P02",), ("baseline",))
+    result = run_batch(run, jobs=1)
+    outcome = result.outcomes[0]
+    assert EventView.from_outcome(outcome).count("blasts") == outcome.counts["blasts"]
+    shutil.copy(RUN42 / "P05_24h_stained.fcs", outcome.file)
+    with pytest.raises(Exception, match="changed since it was gated"):
+        EventView.from_outcome(outcome)

@@ -192,3 +192,20 @@ def test_a_killed_worker_loses_only_its_draw(tmp_path, monkeypatch):
     assert set(failed["error"]) == {"worker process killed by SIGKILL (out of memory?)"}
     assert (result.samples["status"] == "ok").sum() == len(result.samples) - 2
     assert (tmp_path / "out" / "samples.csv").is_file()
+
+
+def test_plot_workers_lost_twice_still_publish_the_tables(tmp_path, monkeypatch):
+    import json
+
+    import cytogate.viz.report as report
+    from cytogate.study.executors import JobFailed
+
+    def lost(*_args, **_kwargs):
+        raise JobFailed("job 0: worker process killed by SIGKILL (out of memory?)")
+
+    monkeypatch.setattr(report, "write_plots_and_report", lost)
+    run = small_run(tmp_path, patients=("P02",))
+    result = run_batch(run, jobs=1, out=tmp_path / "out", plots=True)
+    assert result.exit_status == 0 and (tmp_path / "out" / "samples.csv").is_file()
+    plots = json.loads((tmp_path / "out" / "run.json").read_text())["plots"]
+    assert "SIGKILL" in plots["errors"][0]["error"] and plots["report"] is None

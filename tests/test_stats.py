@@ -469,3 +469,15 @@ def test_stars():
     ]
     assert stars_for(np.nan) == ""
     assert stars_for(0.04, alpha_stars=(0.1,)) == "*"
+
+
+def test_measure_names_and_labels_do_not_depend_on_underscores_in_names():
+    from cytogate.model.measure import Measure
+
+    m = Measure.rmfi("cd45_negative", "CXCR4_12G5", "median")
+    assert m.name == "cd45_negative_CXCR4_12G5_rmfi_median"
+    assert m.label == "CXCR4 (12G5) RMFI on cd45_negative"
+    assert Measure.per_ul("cd45_negative").label == "Cd45_negative /µL"
+    assert Measure.pct_positive("cd45_negative", "Ki67").name == "cd45_negative_Ki67_pct_positive"
+    with pytest.raises(ValueError, match="needs a marker"):
+        Measure(kind="rmfi", population="blasts", statistic="median")

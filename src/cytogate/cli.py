@@ -10,7 +10,6 @@ Heavy modules are imported inside each command so ``cytogate --help`` stays fast
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import sys
 import threading
@@ -88,11 +87,11 @@ def cli() -> None:
 @_user_errors
 def inspect(file: Path, as_json: bool) -> None:
     """Show an FCS file's version, events, channels, spillover and key keywords."""
-    from cytogate.io.describe import describe_sample, format_description
+    from cytogate.io.describe import describe_sample, format_description, to_json
     from cytogate.io.fcs import read_fcs
 
     info = describe_sample(read_fcs(file))
-    click.echo(json.dumps(info, indent=2) if as_json else format_description(info))
+    click.echo(to_json(info) if as_json else format_description(info))
 
 
 @cli.command(name="gate")

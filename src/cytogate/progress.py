@@ -11,11 +11,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-ProgressCallback = Callable[[int, int, dict[str, Any]], None]
+ProgressCallback = Callable[[int, int, Any], None]
 
 
-def _describe(output: dict[str, Any]) -> tuple[str, list[str]]:
-    samples = output.get("samples", [])
+def _describe(output: Any) -> tuple[str, list[str]]:
+    """File names and failure lines of a worker's :class:`~cytogate.study.outcome.GroupOutput`."""
+    samples = output.samples
     names = ", ".join(s["file"] for s in samples)
     failures = [f"failed: {s['file']}: {s['error']}" for s in samples if s["status"] == "failed"]
     return names, failures
@@ -31,7 +32,7 @@ def batch_progress(enabled: bool = True) -> Iterator[ProgressCallback | None]:
     if not stream.isatty():
         count = 0
 
-        def log_line(_i: int, total: int, output: dict[str, Any]) -> None:
+        def log_line(_i: int, total: int, output: Any) -> None:
             nonlocal count
             count += 1
             names, failures = _describe(output)
@@ -56,7 +57,7 @@ def batch_progress(enabled: bool = True) -> Iterator[ProgressCallback | None]:
     ) as bar:
         task = bar.add_task("gating samples", total=None)
 
-        def update(_i: int, total: int, output: dict[str, Any]) -> None:
+        def update(_i: int, total: int, output: Any) -> None:
             bar.update(task, total=total, advance=1)
             for line in _describe(output)[1]:
                 bar.console.print(line, markup=False)

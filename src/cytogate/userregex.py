@@ -11,6 +11,7 @@ naming where it came from.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Protocol
 
@@ -45,6 +46,7 @@ def engine() -> str:
     return "re2" if _re2 is not None else "re"
 
 
+@functools.lru_cache(maxsize=1024)
 def compile_user_regex(pattern: str, where: str, ignorecase: bool = False) -> UserRegex:
     """Compile ``pattern`` with a linear-time engine; ``where`` names its file and field."""
     if not isinstance(pattern, str):

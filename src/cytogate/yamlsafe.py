@@ -2,10 +2,10 @@
 
 ``yaml.safe_load`` builds no arbitrary objects, but an "alias bomb" (nine anchors each listing
 the previous one nine times) is a few hundred bytes that expand to 10⁹ items as soon as
-anything walks the result (validation, ``json.dumps`` into run.json). So the text's size, the
-number of aliases and — the real bound, since a few dozen aliases already nest exponentially —
-the number of nodes the document has once every alias is expanded (counted on the node graph
-with memoisation, before anything is built) are bounded; over a bound is one error line.
+anything walks the result (validation, ``json.dumps`` into run.json). Counting aliases is no
+bound (a few dozen already nest exponentially), so the text's size and the number of values the
+document has once every alias is expanded (counted on the node graph with memoisation, before
+anything is built) are bounded; over a bound is one error line.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import yaml
 
 from cytogate.errors import CytogateError
 
-MAX_ALIASES = 1000
 MAX_NODES = 1_000_000  # after expanding aliases; a large template has a few thousand
 MAX_BYTES = 2_000_000
 
@@ -25,24 +24,7 @@ class YAMLError(CytogateError):
     """A YAML document is malformed or over the bounds; the message names the file."""
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.aliases = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            self.aliases += 1
-            if self.aliases > MAX_ALIASES:
-                mark = self.peek_event().start_mark
-                raise YAMLError(
-                    f"line {mark.line + 1}: more than {MAX_ALIASES} YAML aliases (*name); "
-                    "write the values out"
-                )
-        return super().compose_node(parent, index)
-
-
-def _expanded_size(root: yaml.Node) -> int:
+def _expanded_size(root: yaml.Node, where: str) -> int:
     """Nodes in the document with every alias expanded, without expanding (memoised, iterative)."""
     sizes: dict[int, int] = {}
     entered: set[int] = set()
@@ -53,7 +35,7 @@ def _expanded_size(root: yaml.Node) -> int:
             continue
         if not children_done:
             if id(node) in entered:
-                raise YAMLError("an alias refers to a value that contains it (recursive YAML)")
+                raise YAMLError(f"{where}: an alias refers to a value that contains it")
             entered.add(id(node))
         kids: list[yaml.Node] = []
         if isinstance(node, yaml.SequenceNode):
@@ -68,27 +50,31 @@ def _expanded_size(root: yaml.Node) -> int:
     return sizes[id(root)]
 
 
-def load_yaml(text: str, where: str) -> Any:
-    """Parse one YAML document; :class:`YAMLError` naming ``where`` if invalid or too big."""
+def load_yaml(
+    text: str | bytes, where: str, loader: type[yaml.SafeLoader] = yaml.SafeLoader
+) -> Any:
+    """Parse one YAML document with ``loader`` (a SafeLoader subclass); bounded, see above.
+
+    Raises :class:`YAMLError` naming ``where`` if it is invalid or over a bound.
+    """
     if len(text) > MAX_BYTES:
         raise YAMLError(f"{where}: larger than {MAX_BYTES:,} bytes; not a config or template")
-    loader = _BoundedLoader(text)
+    parser = loader(text)
     try:
-        node = loader.get_single_node()
+        node = parser.get_single_node()
         if node is None:
             return None
-        size = _expanded_size(node)
-        if size > MAX_NODES:
+        if _expanded_size(node, where) > MAX_NODES:
             raise YAMLError(
-                f"aliases expand to more than {MAX_NODES:,} values (an alias bomb?); write the "
-                "values out"
+                f"{where}: aliases expand to more than {MAX_NODES:,} values (an alias bomb?); "
+                "write the values out"
             )
-        return loader.construct_document(node)
-    except YAMLError as exc:
-        raise YAMLError(f"{where}: {exc}") from exc
+        return parser.construct_document(node)
+    except YAMLError:
+        raise
     except yaml.YAMLError as exc:
         raise YAMLError(f"{where}: not valid YAML: {' '.join(str(exc).split())}") from exc
     except RecursionError as exc:
         raise YAMLError(f"{where}: YAML nested too deeply") from exc
     finally:
-        loader.dispose()
+        parser.dispose()

@@ -150,6 +150,17 @@ class MarkerPlan:
         return list(dict.fromkeys((*self.rmfi, *self.positivity)))
 
 
+def marker_reference(result: GatingResult, plan: MarkerPlan) -> dict[str, str]:
+    """Marker -> $PnN in a stained tube, for every marker its control tube will need (so that
+    RMFI compares the same detectors; see :mod:`cytogate.model.panel`)."""
+    for marker in plan.markers:
+        try:
+            result.resolve(marker)
+        except PanelError:
+            pass  # reported per marker in markers.csv
+    return result.channel_map()
+
+
 def marker_rows(
     stained: GatingResult, control: GatingResult | None, plan: MarkerPlan
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

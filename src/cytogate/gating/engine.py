@@ -18,7 +18,7 @@ import numpy as np
 
 from cytogate.errors import GatingError, PanelError
 from cytogate.gating.external import ExternalTemplate
-from cytogate.gating.fitting.base import FitError, empty_gate
+from cytogate.gating.fitting.base import FitError, empty_gate, sample_indices
 from cytogate.gating.gates import Boolean, Geometry, Quadrant
 from cytogate.gating.kinds import KINDS, kind_of
 from cytogate.gating.loader import load_template
@@ -101,6 +101,11 @@ class GatingResult:
         self._parents = parents
         self._reference = dict(reference or {})
         self._dependencies = dependencies
+        # Events holding NaN/inf (counted per channel by the reader) are left out of the root:
+        # one such value spreads through compensation into every gating channel of that event.
+        self._finite = sample.finite_mask()
+        #: events left out of every gate because they hold NaN/inf (see Sample.nonfinite)
+        self.excluded_nonfinite = int(sample.n_events - np.count_nonzero(self._finite))
 
     # ----------------------------------------------------------------- populations
     @property
@@ -297,9 +302,7 @@ def _apply(
 ) -> AppliedGate:
     """Evaluate one gate on its parent's events, storing its population masks in ``result``."""
     masks, parents = result._masks, result._parents
-    parent_mask = (
-        np.ones(result.n_events, dtype=bool) if spec.parent == ROOT else masks[spec.parent]
-    )
+    parent_mask = result._finite if spec.parent == ROOT else masks[spec.parent]
     geometry, resolved, why_not = _choose_variant(result, spec)
     if geometry is None:
         if not spec.optional:
@@ -330,6 +333,8 @@ def _apply(
     for pop, mask in evaluated.items():
         masks[pop], parents[pop] = mask, spec.parent
     qc += _qc_rules(spec, evaluated, parent_mask, diagnostics)
+    if spec.parent == ROOT and result.excluded_nonfinite:
+        qc.append(f"{result.excluded_nonfinite} events with NaN/inf values excluded before gating")
     context.geometries[spec.name] = geometry
     return AppliedGate(
         name=spec.name,
@@ -401,13 +406,28 @@ class _FitContext:
         self._result = result
         self._mixtures: dict[tuple[Any, ...], Any] = {}
         self._selections: dict[str, tuple[tuple[Any, ...], tuple[int, ...]]] = {}
+        self._samples: dict[tuple[str, int, int], np.ndarray] = {}
         self.geometries: dict[str, Geometry] = {}
 
-    def values(self, population: str, dim: str) -> np.ndarray:
+    def values(self, population: str, dim: str, limit: tuple[int, int] | None = None) -> np.ndarray:
         try:
-            return self._result.scaled_values(dim, population)
+            column = self._result.scaled_values(dim)
         except PanelError as exc:
             raise FitError(str(exc)) from exc
+        if limit is None:
+            return column if population == ROOT else column[self._result.mask(population)]
+        key = (population, *limit)
+        if key not in self._samples:  # one seeded subsample per population and limit
+            if population == ROOT:
+                index = sample_indices(column.shape[0], *limit)
+                if index is None:
+                    index = np.arange(column.shape[0])
+            else:
+                members = np.flatnonzero(self._result.mask(population))
+                pick = sample_indices(members.size, *limit)
+                index = members if pick is None else members[pick]
+            self._samples[key] = index
+        return column[self._samples[key]]
 
     def mixture(self, key: tuple[Any, ...], fit: Any) -> Any:
         if key not in self._mixtures:
@@ -470,7 +490,10 @@ class _ParentPoints:
         key = (parent, dims)
         if key not in self._cache:
             index = np.flatnonzero(parent_mask)
-            points = np.column_stack([self._scaled[d][index] for d in dims])
+            # column-major: gates and fits read one dimension at a time
+            points = np.empty((index.size, len(dims)), order="F")
+            for j, d in enumerate(dims):
+                np.take(self._scaled[d], index, out=points[:, j])
             self._cache[key] = (index, points)
         return self._cache[key]
 
@@ -524,12 +547,18 @@ def _compensate(
             return Compensation(sample.events, [], None), "none", None
         if choice == "file":
             if sample.spillover is None:
+                if sample.spillover_error:
+                    raise GatingError(f"{sample.path.name}: {sample.spillover_error}")
                 return (
                     Compensation(sample.events, [], None),
                     "none (the file has no spillover keyword)",
                     None,
                 )
             matrix, note = sample.spillover, "file spillover keyword"
+            if sample.spillover_columns is not None:  # resolved by the reader (duplicate $PnN)
+                columns = list(sample.spillover_columns)
+                comp = _compensation(sample, columns, matrix, note)
+                return comp, f"{note} ({len(columns)} ch)", matrix
         else:
             matrix, note = read_spillover_csv(choice), f"matrix {choice}"
     else:
@@ -542,10 +571,21 @@ def _compensate(
             f"{sample.path.name}: spillover ({note}) names channel(s) {', '.join(missing)} "
             f"not in the file (channels: {', '.join(pnn)})"
         )
+    shared = sorted({n for n in names if pnn.count(n) > 1})
+    if shared:
+        raise GatingError(
+            f"{sample.path.name}: spillover ({note}) names channel(s) {', '.join(shared)} that "
+            "several channels of the file share ($PnN); cannot tell which to compensate"
+        )
     columns = [pnn.index(n) for n in names]
     matrix = matrix.loc[names, names] if list(matrix.index) == list(matrix.columns) else matrix
+    return _compensation(sample, columns, matrix, note), f"{note} ({len(names)} ch)", matrix
+
+
+def _compensation(
+    sample: Sample, columns: list[int], matrix: pd.DataFrame, note: str
+) -> Compensation:
     try:
-        comp = Compensation(sample.events, columns, matrix.to_numpy(dtype=np.float64))
+        return Compensation(sample.events, columns, matrix.to_numpy(dtype=np.float64))
     except np.linalg.LinAlgError as exc:
         raise GatingError(f"{sample.path.name}: spillover ({note}) is singular: {exc}") from exc
-    return comp, f"{note} ({len(names)} ch)", matrix

@@ -200,12 +200,14 @@ def flag(entry: Entry, name: str, value: Any) -> bool:
     return value
 
 
-def count(low: int) -> Check:
-    """An integer >= ``low``."""
+def count(low: int, high: int | None = None) -> Check:
+    """An integer >= ``low`` (and <= ``high``: bounds what a field may allocate)."""
 
     def check(entry: Entry, name: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise entry.fail(name, f"an integer >= {low} (got {value!r})")
+        if high is not None and value > high:
+            raise entry.fail(name, f"an integer from {low} to {high} (got {value!r})")
         return value
 
     return check
@@ -263,3 +265,17 @@ def dims(entry: Entry, n: int | None) -> tuple[str, ...]:
     if n is not None and len(value) != n:
         raise entry.fail("dims", f"needs {n} dimension(s), got {len(value)}")
     return tuple(value)
+
+
+def per_dimension(
+    entry: Entry, name: str, n: int, parse_one: Callable[[Any], Any]
+) -> tuple[Any, ...]:
+    """``min``/``max``-style fields: one value per dimension (``null``: open), or one value for
+    one dimension; absent: all open."""
+    value = entry.raw(name)
+    if value is None:
+        return (None,) * n
+    values = value if isinstance(value, list) else [value]
+    if len(values) != n:
+        raise entry.fail(name, f"needs {n} value(s), got {len(values)}")
+    return tuple(None if v is None else parse_one(v) for v in values)

@@ -11,12 +11,11 @@ this module reads the sections, the fields every gate has (``name``, ``parent``,
 from __future__ import annotations
 
 import hashlib
-import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cytogate.errors import TemplateError
+from cytogate.errors import CytogateError, TemplateError
 from cytogate.gating.fields import (
     Entry,
     Field,
@@ -30,6 +29,8 @@ from cytogate.gating.kinds import KINDS, kind_of
 from cytogate.gating.model import PIN_CHOICES, QC_FIELDS, ROOT, GateSpec, QCRules, Template
 from cytogate.model.panel import Marker
 from cytogate.model.transforms import Scale, ScaleAlternatives
+from cytogate.userregex import compile_user_regex
+from cytogate.yamlsafe import load_yaml
 
 TOP_FIELDS = ("name", "description", "version", "panel", "compensation", "scales", "gates", "roles")
 GATE_FIELDS = field_table(
@@ -119,14 +120,13 @@ def load_template(name_or_path: str | Path | Template) -> Template:
 
 def parse_template(raw: bytes | str, path: Path | None = None) -> Template:
     """Parse and validate template text. ``path`` is used in messages and provenance."""
-    import yaml
 
     data = raw.encode() if isinstance(raw, str) else raw
     where = str(path) if path else "<template>"
-    try:
-        doc = yaml.load(data, Loader=_marked_loader())  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise TemplateError(f"{where}: not valid YAML: {exc}") from exc
+    try:  # a SafeLoader subclass, bounded against alias bombs (cytogate.yamlsafe)
+        doc = load_yaml(data, where, _marked_loader())
+    except CytogateError as exc:
+        raise TemplateError(str(exc)) from exc
     if not isinstance(doc, dict):
         raise TemplateError(f"{where}: a template is a YAML mapping with 'panel', 'gates', …")
     top = Entry(doc, where, "")
@@ -167,9 +167,9 @@ def _parse_panel(top: Entry) -> dict[str, Marker]:
         if not isinstance(pats, list) or not pats or not all(isinstance(p, str) for p in pats):
             raise at.fail(marker, "a pattern or list of patterns", label=label)
         for p in pats:
-            try:
-                re.compile(p)
-            except re.error as exc:
+            try:  # the linear-time engine used when matching (cytogate.userregex)
+                compile_user_regex(p, "pattern")
+            except CytogateError as exc:
                 raise at.fail(marker, f"bad pattern {p!r}: {exc}", label=label) from exc
         panel[str(marker)] = Marker(str(marker), tuple(pats))
     return panel

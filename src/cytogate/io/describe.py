@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,8 +63,27 @@ def describe_sample(sample: Sample) -> dict[str, Any]:
             "matrix": spill.to_numpy().round(6).tolist(),
         },
         "keywords": {k: sample.keywords[k] for k in KEY_KEYWORDS if k in sample.keywords},
+        "nonfinite": dict(sample.nonfinite),
         "warnings": list(sample.warnings),
     }
+
+
+def to_json(info: dict[str, Any]) -> str:
+    """:func:`describe_sample`'s result as strict JSON: NaN/inf (a missing $PnR) become null.
+
+    ``json.dumps`` writes bare ``NaN``, which no JSON parser but Python's accepts.
+    """
+    return json.dumps(_finite(info), indent=2, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def format_description(info: dict[str, Any]) -> str:

@@ -57,10 +57,9 @@ Everything that makes the events unknowable is an :class:`FCSError`.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
-import re
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,16 +67,10 @@ import numpy as np
 import pandas as pd
 
 from cytogate.errors import FCSError
+from cytogate.io.fcs_data import count_nonfinite, decode_data
+from cytogate.io.fcs_text import HEADER_LEN, FCSCause, parse_meta, walk_chain
 
-__all__ = ["Sample", "read_fcs", "read_keywords"]
-
-_HEADER_LEN = 58
-_SUPPORTED_VERSIONS = ("2.0", "3.0", "3.1", "3.2")
-_SPILL_KEYWORDS = ("$SPILLOVER", "SPILL", "$SPILL")
-# Bytes a TEXT segment may be padded with after its final delimiter (Miltenyi pads with a
-# space, the CyFlow Cube 8 with many, some writers with NULs).
-_PAD_BYTES = b" \t\r\n\x00"
-_MAX_DATA_SETS = 100_000  # a chain longer than this is certainly corrupt
+__all__ = ["FCSError", "Sample", "read_fcs", "read_fcs_bytes", "read_keywords"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,6 +92,22 @@ class Sample:
     spillover: pd.DataFrame | None
     data_sets: int = 1
     warnings: tuple[str, ...] = field(default=())
+    #: Columns of :attr:`events` that the rows/columns of :attr:`spillover` apply to, resolved
+    #: by the reader (by position where a $PnN is duplicated); use these, not the labels.
+    spillover_columns: tuple[int, ...] | None = None
+    #: Why the file's spillover keyword could not be applied (``spillover`` is then None), for
+    #: causes that must stop compensation rather than let it silently skip a channel.
+    spillover_error: str | None = None
+    #: Non-finite (NaN/inf) values per channel label, only channels that have any; events with
+    #: them must not be gated (see :attr:`finite_mask`).
+    nonfinite: Mapping[str, int] = field(default_factory=dict)
+
+    def finite_mask(self, columns: Sequence[int] | None = None) -> np.ndarray:
+        """Events whose values are finite in ``columns`` (default: every channel)."""
+        if not self.nonfinite:
+            return np.ones(self.n_events, dtype=bool)
+        data = self.events if columns is None else self.events[:, list(columns)]
+        return np.isfinite(data).all(axis=1)
 
     @property
     def n_events(self) -> int:
@@ -137,24 +146,6 @@ class Sample:
         )
 
 
-class _Fail(Exception):
-    """Internal: a cause; turned into FCSError with the file path (and data set) prefixed."""
-
-
-@dataclass
-class _DataSetMeta:
-    """HEADER and TEXT of one data set; offsets are relative to ``base``."""
-
-    base: int
-    version: str
-    text_begin: int
-    text_end: int
-    header_data: tuple[int, int] | None  # None when the HEADER leaves DATA offsets 0 / blank
-    keywords: dict[str, str]
-    warnings: list[str]
-    nextdata: int
-
-
 def read_fcs(path: str | os.PathLike[str], *, data_set: int = 0, scale: bool = True) -> Sample:
     """Read one data set of an FCS file.
 
@@ -178,10 +169,27 @@ def read_fcs(path: str | os.PathLike[str], *, data_set: int = 0, scale: bool = T
         raise FCSError(f"{label}: is a directory, not an FCS file") from None
     except OSError as exc:
         raise FCSError(f"{label}: cannot read file ({exc.strerror or exc})") from exc
+    return _read_checked(resolved, label, buf, data_set, scale)
+
+
+def read_fcs_bytes(
+    buf: bytes, name: str | os.PathLike[str] = "<bytes>", *, data_set: int = 0, scale: bool = True
+) -> Sample:
+    """:func:`read_fcs` on a file's bytes already in memory (``name`` labels messages).
+
+    For data that did not come from disk (an upload, an archive member) and for the fuzz tests,
+    which read hundreds of thousands of mutated files without writing them.
+    """
+    if data_set < 0:
+        raise ValueError(f"data_set must be >= 0, got {data_set}")
+    return _read_checked(Path(os.fspath(name)), str(name), bytes(buf), data_set, scale)
+
+
+def _read_checked(resolved: Path, label: str, buf: bytes, data_set: int, scale: bool) -> Sample:
     digest = _Sha256InBackground(buf)
     try:
         return _read(resolved, label, buf, digest, data_set, scale)
-    except _Fail as exc:
+    except FCSCause as exc:
         raise FCSError(f"{label}: {exc}") from None
     except (ArithmeticError, LookupError, ValueError, TypeError) as exc:  # pragma: no cover
         # Safety net: every known cause is checked explicitly above; this only keeps the
@@ -232,15 +240,15 @@ def read_keywords(path: str | os.PathLike[str]) -> dict[str, str]:
     label = str(resolved)
     try:
         with open(resolved, "rb") as fh:
-            if os.fstat(fh.fileno()).st_size < _HEADER_LEN:
-                raise _Fail(f"file is shorter than the {_HEADER_LEN}-byte FCS HEADER")
+            if os.fstat(fh.fileno()).st_size < HEADER_LEN:
+                raise FCSCause(f"file is shorter than the {HEADER_LEN}-byte FCS HEADER")
             with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                return dict(_parse_meta(buf, 0).keywords)  # type: ignore[arg-type]
+                return dict(parse_meta(buf, 0).keywords)  # type: ignore[arg-type]
     except FileNotFoundError:
         raise FCSError(f"{label}: no such file") from None
     except OSError as exc:
         raise FCSError(f"{label}: cannot read file ({exc.strerror or exc})") from exc
-    except _Fail as exc:
+    except FCSCause as exc:
         raise FCSError(f"{label}: {exc}") from None
     except (ArithmeticError, LookupError, ValueError, TypeError) as exc:  # pragma: no cover
         raise FCSError(f"{label}: unreadable FCS TEXT (unexpected {type(exc).__name__})") from exc
@@ -260,25 +268,25 @@ def _read(
 ) -> Sample:
     size = len(buf)
     if size == 0:
-        raise _Fail("empty file (0 bytes); not an FCS file")
-    if size < _HEADER_LEN:
+        raise FCSCause("empty file (0 bytes); not an FCS file")
+    if size < HEADER_LEN:
         what = "" if buf.startswith(b"FCS") else "; not an FCS file (does not start with 'FCS')"
-        raise _Fail(f"file is {size} bytes, shorter than the {_HEADER_LEN}-byte FCS HEADER{what}")
+        raise FCSCause(f"file is {size} bytes, shorter than the {HEADER_LEN}-byte FCS HEADER{what}")
 
-    metas, chain_warnings = _walk_chain(buf, data_set)
-    if data_set >= len(metas):
-        raise _Fail(f"data_set={data_set} requested but the file holds {len(metas)} data set(s)")
-    meta = metas[data_set]
+    meta, n_sets, chain_warnings = walk_chain(buf, data_set)
+    if meta is None:
+        raise FCSCause(f"data_set={data_set} requested but the file holds {n_sets} data set(s)")
     prefix = "" if data_set == 0 else f"data set {data_set} (at byte {meta.base}): "
     try:
-        events, channels, spillover, warns = _decode(buf, meta, scale)
-    except _Fail as exc:
-        raise _Fail(f"{prefix}{exc}") from None
+        events, channels, spill, warns = decode_data(buf, meta, scale)
+    except FCSCause as exc:
+        raise FCSCause(f"{prefix}{exc}") from None
 
     notes = list(meta.warnings) + warns + chain_warnings
-    if len(metas) > 1:
+    if n_sets > 1:
         which = "the first" if data_set == 0 else f"data set {data_set} (0-based)"
-        notes.insert(0, f"file holds {len(metas)} data sets; read {which}")
+        notes.insert(0, f"file holds {n_sets} data sets; read {which}")
+    nonfinite = count_nonfinite(events, channels, notes)
     events.flags.writeable = False
     return Sample(
         path=resolved,
@@ -287,696 +295,10 @@ def _read(
         events=events,
         channels=channels,
         keywords=meta.keywords,
-        spillover=spillover,
-        data_sets=len(metas),
+        spillover=spill.matrix,
+        spillover_columns=spill.columns,
+        spillover_error=spill.error,
+        nonfinite=nonfinite,
+        data_sets=n_sets,
         warnings=tuple(notes),
     )
-
-
-def _walk_chain(buf: bytes, wanted: int) -> tuple[list[_DataSetMeta], list[str]]:
-    """Parse HEADER+TEXT of every data set along ``$NEXTDATA``.
-
-    All data sets are visited (cheap: no DATA is decoded) so ``Sample.data_sets`` is the true
-    count. A broken link *after* the wanted data set only ends the count with a warning: the
-    wanted data are fine. ``$NEXTDATA`` is relative to the current data set (FCS 2.0 wording;
-    the Guava Muse file confirms), and must be positive, which also rules out loops.
-    """
-    metas = [_parse_meta(buf, 0)]
-    notes: list[str] = []
-    while metas[-1].nextdata != 0 and len(metas) < _MAX_DATA_SETS:
-        cur = metas[-1]
-        nxt = cur.base + cur.nextdata
-        index = len(metas)
-        problem = None
-        if cur.nextdata < 0:
-            problem = f"$NEXTDATA={cur.nextdata} is negative"
-        elif nxt + _HEADER_LEN > len(buf):
-            problem = f"$NEXTDATA points to byte {nxt}, past the end of the file ({len(buf)} bytes)"
-        else:
-            try:
-                metas.append(_parse_meta(buf, nxt))
-                continue
-            except _Fail as exc:
-                problem = f"data set {index} at byte {nxt} is unreadable: {exc}"
-        if index <= wanted:
-            raise _Fail(f"cannot reach data set {wanted}: {problem}")
-        notes.append(f"$NEXTDATA chain broken after data set {index - 1} ({problem}); ignored")
-        break
-    return metas, notes
-
-
-# --------------------------------------------------------------------------------------------
-# HEADER and TEXT
-
-
-def _parse_meta(buf: bytes, base: int) -> _DataSetMeta:
-    size = len(buf) - base
-    head = buf[base : base + _HEADER_LEN]
-    if len(head) < _HEADER_LEN:
-        raise _Fail(f"file shorter than the {_HEADER_LEN}-byte HEADER")
-    if not head.startswith(b"FCS"):
-        raise _Fail(f"not an FCS file (starts with {head[:6]!r}, expected b'FCS')")
-    magic = head[:6].decode("latin-1")
-    match = re.fullmatch(r"FCS(\d\.\d)", magic)
-    if match is None:
-        raise _Fail(f"not an FCS file (bad version field {magic!r} in HEADER)")
-    version = match.group(1)
-    if version not in _SUPPORTED_VERSIONS:
-        supported = ", ".join(_SUPPORTED_VERSIONS)
-        raise _Fail(f"unsupported FCS version {version} (supported: {supported})")
-
-    fields = [_header_int(head[10 + 8 * i : 18 + 8 * i], i) for i in range(6)]
-    text_begin, text_end, data_begin, data_end = (v if v is not None else 0 for v in fields[:4])
-    if text_begin < _HEADER_LEN or text_end < text_begin:
-        raise _Fail(f"garbage HEADER: TEXT offsets {text_begin}-{text_end} are not a valid segment")
-    if text_end >= size:
-        raise _Fail(
-            f"TEXT offsets {text_begin}-{text_end} past end of file ({size} bytes from HEADER)"
-        )
-    notes: list[str] = []
-    if data_begin and text_end == data_begin:
-        # Seen in the wild (fcsparser works around it too): TEXT end = first DATA byte.
-        text_end -= 1
-        notes.append("HEADER TEXT end overlaps DATA start by one byte; TEXT shortened")
-
-    keywords, delim = _parse_text(buf[base + text_begin : base + text_end + 1], "TEXT", notes)
-    _merge_supplemental(buf, base, size, keywords, delim, notes)
-
-    header_data = (data_begin, data_end) if (data_begin or data_end) else None
-    nextdata = 0
-    raw_next = keywords.get("$NEXTDATA", "0").strip() or "0"
-    try:
-        nextdata = int(raw_next)
-    except ValueError:
-        notes.append(f"$NEXTDATA={raw_next!r} is not an integer; treated as 0 (single data set)")
-    return _DataSetMeta(base, version, text_begin, text_end, header_data, keywords, notes, nextdata)
-
-
-def _header_int(raw: bytes, index: int) -> int | None:
-    text = raw.decode("latin-1").strip()
-    if not text:
-        return None  # blank = not given (large files, empty ANALYSIS)
-    if not (text.isascii() and text.isdigit()):
-        if index >= 4:  # ANALYSIS offsets are not used; tolerate junk there
-            return None
-        raise _Fail(f"garbage HEADER: offset field {index + 1} is {raw!r}, not a number")
-    return int(text)
-
-
-def _merge_supplemental(
-    buf: bytes, base: int, size: int, keywords: dict[str, str], delim: bytes, notes: list[str]
-) -> None:
-    raw_begin = keywords.get("$BEGINSTEXT", "").strip()
-    raw_end = keywords.get("$ENDSTEXT", "").strip()
-    if not raw_begin and not raw_end:
-        return
-    try:
-        begin, end = int(raw_begin or 0), int(raw_end or 0)
-    except ValueError:
-        notes.append(
-            f"$BEGINSTEXT/$ENDSTEXT ({raw_begin!r}, {raw_end!r}) are not integers; "
-            "supplemental TEXT ignored"
-        )
-        return
-    if begin == 0 and end == 0:
-        return
-    if not (_HEADER_LEN <= begin <= end < size):
-        notes.append(
-            f"supplemental TEXT offsets {begin}-{end} are invalid or past end of file; ignored"
-        )
-        return
-    raw = buf[base + begin : base + end + 1]
-    if raw[:1] != delim:
-        # e.g. the CyFlow Cube 8 points $BEGINSTEXT at an embedded ZIP archive
-        notes.append(
-            f"supplemental TEXT at {begin}-{end} does not start with the TEXT delimiter "
-            f"(starts with {raw[:4]!r}); ignored"
-        )
-        return
-    sub_notes: list[str] = []
-    try:
-        extra, _ = _parse_text(raw, "supplemental TEXT", sub_notes)
-    except _Fail as exc:
-        notes.append(f"{exc}; supplemental TEXT ignored")
-        return
-    notes.extend(sub_notes)
-    clashes = sorted(k for k in extra if k in keywords and extra[k] != keywords[k])
-    if clashes:
-        shown = ", ".join(clashes[:5]) + (" ..." if len(clashes) > 5 else "")
-        notes.append(f"supplemental TEXT repeats keywords {shown} with other values; kept TEXT's")
-    for key, value in extra.items():
-        keywords.setdefault(key, value)
-
-
-def _valid_delimiter(byte: int) -> bool:
-    # Any ASCII character except those that would make keywords unparseable: letters, digits,
-    # '$' (starts standard keywords), ',' (separates values) and non-ASCII bytes (they could be
-    # part of a UTF-8 sequence, so splitting on them would corrupt text).
-    char = chr(byte)
-    return byte < 0x80 and not char.isalnum() and char not in "$,"
-
-
-def _parse_text(raw: bytes, what: str, notes: list[str]) -> tuple[dict[str, str], bytes]:
-    """Parse a TEXT (or supplemental TEXT) segment into upper-cased keyword -> value.
-
-    The first byte is the delimiter. A doubled delimiter inside a keyword or value is an escaped
-    delimiter (FCS 3.1); pre-3.1 writers sometimes write empty values instead, which look
-    identical, so both readings are tried and the one that puts standard ``$`` keywords in
-    keyword positions is kept. Bytes that are not UTF-8 are decoded as Latin-1. Returns the
-    keywords and the delimiter.
-    """
-    if not raw:
-        raise _Fail(f"{what} segment is empty")
-    if not _valid_delimiter(raw[0]):
-        raise _Fail(
-            f"garbage {what}: bad delimiter {raw[:1]!r} (first byte of the segment must be a "
-            "delimiter character, e.g. '/' or '\\x0c')"
-        )
-    delim = raw[:1]
-    body = raw[1:]
-    if not body.endswith(delim):
-        stripped = body.rstrip(_PAD_BYTES) if delim not in _PAD_BYTES else body
-        if not stripped.endswith(delim):
-            notes.append(f"{what} does not end with its delimiter; last value read to its end")
-        body = stripped
-    if body.endswith(delim):
-        body = body[:-1]
-
-    tokens = body.split(delim)
-    if delim * 2 in body:
-        escaped = _split_escaped(body, delim)
-        if _text_score(tokens) <= _text_score(escaped):
-            tokens = escaped
-        else:
-            notes.append(f"{what} has empty values (doubled delimiters); read them as empty")
-
-    if len(tokens) % 2:
-        dangling = _decode_token(tokens[-1], [])
-        notes.append(f"{what} ends with keyword {dangling!r} without a value; ignored")
-        tokens = tokens[:-1]
-    if not tokens:
-        raise _Fail(f"garbage {what}: no keyword/value pairs")
-
-    latin: list[str] = []
-    keywords: dict[str, str] = {}
-    repeated: set[str] = set()
-    for i in range(0, len(tokens), 2):
-        key = _decode_token(tokens[i], latin).strip().upper()
-        if not key:
-            continue
-        if key in keywords:
-            repeated.add(key)
-        keywords[key] = _decode_token(tokens[i + 1], latin)
-    if not keywords:
-        raise _Fail(f"garbage {what}: no keywords")
-    if latin:
-        notes.append(f"{what} has non-UTF-8 bytes (e.g. in {latin[0]!r}); decoded as Latin-1")
-    if repeated:
-        notes.append(f"{what} repeats keywords {sorted(repeated)}; the last value was kept")
-    return keywords, delim
-
-
-def _split_escaped(body: bytes, delim: bytes) -> list[bytes]:
-    """Split on single delimiters; a doubled delimiter is a literal one (FCS 3.1)."""
-    parts = body.split(delim * 2)
-    out = parts[0].split(delim)
-    for part in parts[1:]:
-        pieces = part.split(delim)
-        out[-1] += delim + pieces[0]
-        out.extend(pieces[1:])
-    return out
-
-
-def _text_score(tokens: list[bytes]) -> int:
-    keys = sum(1 for t in tokens[0::2] if t.startswith(b"$"))
-    values = sum(1 for t in tokens[1::2] if t.startswith(b"$"))
-    return keys - values - (2 if len(tokens) % 2 else 0)
-
-
-def _decode_token(token: bytes, latin: list[str]) -> str:
-    try:
-        return token.decode("utf-8")
-    except UnicodeDecodeError:
-        text = token.decode("latin-1")
-        latin.append(text[:40])
-        return text
-
-
-# --------------------------------------------------------------------------------------------
-# keywords -> layout -> DATA
-
-
-def _kw(keywords: dict[str, str], key: str) -> str:
-    value = keywords.get(key)
-    if value is None:
-        raise _Fail(f"missing required keyword {key}")
-    return value.strip()
-
-
-def _kw_int(keywords: dict[str, str], key: str, minimum: int = 0) -> int:
-    raw = _kw(keywords, key)
-    try:
-        value = int(raw)
-    except ValueError:
-        try:
-            as_float = float(raw)
-        except ValueError:
-            as_float = math.nan
-        if not (math.isfinite(as_float) and as_float == int(as_float)):
-            raise _Fail(f"garbage TEXT: {key}={raw!r} is not an integer") from None
-        value = int(as_float)
-    if value < minimum:
-        raise _Fail(f"invalid {key}={raw!r} (must be >= {minimum})")
-    return value
-
-
-def _float_or(raw: str | None, default: float) -> float:
-    if raw is None or not raw.strip():
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        return math.nan
-
-
-def _parse_pne(raw: str) -> tuple[float, float] | None:
-    parts = raw.split(",")
-    if len(parts) != 2:
-        return None
-    try:
-        f1, f2 = float(parts[0]), float(parts[1])
-    except ValueError:
-        return None
-    if not (math.isfinite(f1) and math.isfinite(f2)) or f1 < 0:
-        return None
-    return f1, f2
-
-
-def _byte_order(keywords: dict[str, str]) -> str:
-    raw = _kw(keywords, "$BYTEORD")
-    try:
-        order = [int(p) for p in raw.replace(" ", "").split(",")]
-    except ValueError:
-        raise _Fail(f"unsupported $BYTEORD={raw!r} (not a list of byte numbers)") from None
-    ascending = list(range(1, len(order) + 1))
-    if order == ascending:
-        return "<"
-    if order == ascending[::-1]:
-        return ">"
-    raise _Fail(f"unsupported $BYTEORD={raw!r} (only little- or big-endian orders are read)")
-
-
-def _decode(
-    buf: bytes, meta: _DataSetMeta, scale: bool
-) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame | None, list[str]]:
-    kw = meta.keywords
-    notes: list[str] = []
-
-    mode = kw.get("$MODE", "L").strip().upper()
-    if mode != "L":
-        raise _Fail(f"unsupported $MODE={mode!r} (only list mode 'L' is read)")
-    datatype = _kw(kw, "$DATATYPE").upper()
-    if datatype == "A":
-        raise _Fail("unsupported $DATATYPE=A (ASCII data); convert the file to binary FCS")
-    if datatype not in ("I", "F", "D"):
-        raise _Fail(f"unsupported $DATATYPE={datatype!r} (expected I, F or D)")
-    order = _byte_order(kw)
-    n_par = _kw_int(kw, "$PAR", minimum=1)
-
-    table = _channel_table(kw, n_par, notes)
-    bits = table["pnb"].to_numpy()
-
-    if datatype == "I":
-        bad = [int(b) for b in bits if b <= 0 or b > 64]
-        if bad:
-            raise _Fail(f"unsupported integer width $PnB={bad[0]} (1-64 bits are read)")
-        widths = [(int(b) + 7) // 8 for b in bits]
-    else:
-        width = 4 if datatype == "F" else 8
-        odd = [(i + 1, int(b)) for i, b in enumerate(bits) if b != width * 8]
-        if odd:
-            notes.append(
-                f"$DATATYPE={datatype} stores {width * 8}-bit values but "
-                f"$P{odd[0][0]}B={odd[0][1]}; read as {width * 8}-bit"
-            )
-        widths = [width] * n_par
-    event_bytes = sum(widths)
-
-    tot = _tot(kw, meta, event_bytes, notes)
-    needed = tot * event_bytes
-    if datatype == "I" and any(b % 8 for b in bits):
-        _check_byte_aligned(kw, meta, bits, needed, notes)
-    begin = _locate_data(buf, meta, kw, needed, notes)
-
-    start = meta.base + begin
-    if datatype == "I":
-        limits = _bitmask_limits(table, widths, notes)
-        events, over = _read_int(buf, start, tot, widths, order, limits)
-        cleared = [
-            f"{row.pnn} ($P{row.n}R={row.pnr:g}, {count} values)"
-            for row, count in zip(table.itertuples(index=False), over, strict=True)
-            if count
-        ]
-        if cleared:
-            notes.append(
-                "ignored bits above $PnR (bitmask applied, as the standard, flowio and "
-                "fcsparser do): " + "; ".join(cleared)
-            )
-    else:
-        dtype = np.dtype(f"{order}f{widths[0]}")
-        raw = np.frombuffer(buf, dtype=dtype, count=tot * n_par, offset=start)
-        with np.errstate(invalid="ignore"):  # a signalling NaN in the data is kept, as NaN
-            events = raw.reshape(tot, n_par).astype(np.float64)
-
-    if scale:
-        _scale(events, table, datatype, notes)
-    spillover = _spillover(kw, table, notes)
-    dupes = sorted({n for n in table["pnn"] if (table["pnn"] == n).sum() > 1})
-    if dupes:
-        notes.append(f"duplicate $PnN names {dupes}; channel_index() refuses them")
-    return np.ascontiguousarray(events), table, spillover, notes
-
-
-def _channel_table(kw: dict[str, str], n_par: int, notes: list[str]) -> pd.DataFrame:
-    rows = []
-    bad_gain: list[str] = []
-    for n in range(1, n_par + 1):
-        pnb = _kw_int(kw, f"$P{n}B")
-        pnn = kw.get(f"$P{n}N")
-        if pnn is None:
-            notes.append(f"$P{n}N missing; channel named 'P{n}'")
-            pnn = f"P{n}"
-        pnr = _float_or(kw.get(f"$P{n}R"), math.nan)
-        png = _float_or(kw.get(f"$P{n}G"), 1.0)
-        if not (math.isfinite(png) and png > 0):
-            bad_gain.append(f"$P{n}G={kw.get(f'$P{n}G')!r}")
-            png = 1.0
-        rows.append(
-            {
-                "n": n,
-                "pnn": pnn.strip(),
-                "pns": kw.get(f"$P{n}S", "").strip(),
-                "pnr": pnr,
-                "pnb": pnb,
-                "pne": (kw.get(f"$P{n}E") or "0,0").strip(),
-                "png": png,
-            }
-        )
-    if bad_gain:
-        notes.append(f"invalid gain {', '.join(bad_gain)}; treated as 1")
-    table = pd.DataFrame(rows, columns=["n", "pnn", "pns", "pnr", "pnb", "pne", "png"])
-    return table.astype(
-        {"n": "int64", "pnr": "float64", "pnb": "int64", "png": "float64"}, copy=False
-    )
-
-
-def _tot(kw: dict[str, str], meta: _DataSetMeta, event_bytes: int, notes: list[str]) -> int:
-    if "$TOT" in kw or meta.version != "2.0":
-        return _kw_int(kw, "$TOT")
-    # $TOT is optional in FCS 2.0: derive it from the DATA segment length.
-    if meta.header_data is None:
-        raise _Fail("missing required keyword $TOT (and no DATA offsets to derive it from)")
-    begin, end = meta.header_data
-    length = end - begin + 1
-    if length < 0 or length % event_bytes not in (0, 1):
-        raise _Fail(
-            f"missing required keyword $TOT, and the DATA length ({length} bytes) is not a "
-            f"multiple of the event size ({event_bytes} bytes)"
-        )
-    tot = length // event_bytes
-    notes.append(f"$TOT missing (optional in FCS 2.0); {tot} events from the DATA length")
-    return tot
-
-
-def _locate_data(
-    buf: bytes, meta: _DataSetMeta, kw: dict[str, str], needed: int, notes: list[str]
-) -> int:
-    """Choose DATA offsets (relative to the data set) and check them against the file.
-
-    Candidates are the HEADER offsets and ``$BEGINDATA``/``$ENDDATA``. When both exist and
-    disagree, the one consistent with the file size and with ``$TOT`` x event size wins (TEXT
-    on a tie for FCS 3.x, whose standard makes TEXT authoritative; HEADER for FCS 2.0, which has
-    no such keywords). A segment one byte longer than the data (``$ENDDATA`` pointing one past
-    the last byte, as Miltenyi FCS 3.1 writes) is read with a warning; shorter is an error.
-    Returns the begin offset.
-    """
-    size = len(buf) - meta.base
-    text_pair: tuple[int, int] | None = None
-    raw_b, raw_e = kw.get("$BEGINDATA"), kw.get("$ENDDATA")
-    if raw_b is not None and raw_e is not None:
-        try:
-            text_pair = (int(raw_b.strip()), int(raw_e.strip()))
-        except ValueError:
-            notes.append(f"$BEGINDATA/$ENDDATA ({raw_b!r}, {raw_e!r}) are not integers; ignored")
-    head_pair = meta.header_data
-
-    def fitness(pair: tuple[int, int]) -> int:
-        b, e = pair
-        if b < _HEADER_LEN or b + needed > size:
-            return 0
-        return 2 if e - b + 1 in (needed, needed + 1) else 1
-
-    if text_pair is None and head_pair is None:
-        if needed == 0:
-            return _HEADER_LEN
-        raise _Fail(
-            "no DATA offsets: HEADER DATA offsets are 0/blank and $BEGINDATA/$ENDDATA missing"
-        )
-    if text_pair is None or head_pair is None or text_pair == head_pair:
-        chosen = text_pair or head_pair
-        assert chosen is not None
-    else:
-        prefer_text = meta.version != "2.0"
-        candidates = [
-            (fitness(text_pair), prefer_text, "TEXT", text_pair),
-            (fitness(head_pair), not prefer_text, "HEADER", head_pair),
-        ]
-        ranked = sorted(candidates, reverse=True)
-        _, _, source, chosen = ranked[0]
-        other = ranked[1][3]
-        notes.append(
-            f"HEADER DATA offsets {head_pair[0]}-{head_pair[1]} disagree with TEXT "
-            f"$BEGINDATA/$ENDDATA {text_pair[0]}-{text_pair[1]}; used {source} "
-            f"{chosen[0]}-{chosen[1]} (not {other[0]}-{other[1]})"
-        )
-
-    begin, end = chosen
-    if needed == 0:
-        return begin
-    length = end - begin + 1
-    what = f"DATA segment (bytes {begin}-{end})"
-    if begin < _HEADER_LEN or end < begin:
-        raise _Fail(f"invalid DATA offsets {begin}-{end}")
-    if begin >= size:
-        raise _Fail(
-            f"DATA offsets past end of file: DATA starts at byte {begin} but the file has only "
-            f"{size} bytes (header-only or truncated file)"
-        )
-    if begin + needed > size:
-        raise _Fail(
-            f"truncated DATA: $TOT x event size = {needed} bytes from byte {begin}, but the file "
-            f"ends after {size - begin} (offsets past end of file)"
-        )
-    if length < needed:
-        raise _Fail(
-            f"truncated DATA: $TOT x event size = {needed} bytes, but the {what} holds only "
-            f"{length} bytes"
-        )
-    if end >= size and length != needed + 1:
-        notes.append(
-            f"$ENDDATA={end} is past the end of the file ({size} bytes) but the file holds "
-            f"$TOT x event size = {needed} bytes from byte {begin}; read those"
-        )
-    elif length == needed + 1:
-        notes.append(
-            f"$ENDDATA points one byte past the data ({what}, {needed} bytes = $TOT x event "
-            "size); a known writer quirk (e.g. Miltenyi), read the data"
-        )
-    elif length > needed:
-        notes.append(
-            f"{what} is {length} bytes, longer than $TOT x event size = {needed}; "
-            "read the first $TOT events"
-        )
-    return begin
-
-
-def _check_byte_aligned(
-    kw: dict[str, str], meta: _DataSetMeta, bits: np.ndarray, needed: int, notes: list[str]
-) -> None:
-    """Widths like $PnB=10 are either bit-packed (FCS 2.0) or padded to whole bytes.
-
-    The DATA length tells which: byte-aligned storage is read (with a warning); bit-packed
-    data are refused rather than guessed (bit order within packed words is not standardised).
-    """
-    odd = next(int(b) for b in bits if b % 8)
-    pair = meta.header_data
-    raw_b, raw_e = kw.get("$BEGINDATA", "").strip(), kw.get("$ENDDATA", "").strip()
-    if raw_b.isdigit() and raw_e.isdigit() and int(raw_e) > 0:
-        pair = (int(raw_b), int(raw_e))
-    length = None if pair is None else pair[1] - pair[0] + 1
-    if length not in (needed, needed + 1):
-        raise _Fail(
-            f"unsupported: $PnB={odd} is not a whole number of bytes and the DATA length "
-            f"({length} bytes) does not match byte-aligned storage ({needed} bytes); "
-            "bit-packed integer DATA (FCS 2.0) is not read"
-        )
-    notes.append(
-        f"$PnB={odd} is not a whole number of bytes; the DATA length matches byte-aligned "
-        "storage, so each value was read from whole bytes"
-    )
-
-
-def _bitmask_limits(table: pd.DataFrame, widths: list[int], notes: list[str]) -> list[int]:
-    """Per channel, the smallest power of two >= $PnR, or 0 when no mask applies.
-
-    FCS 3.1 ($PnR): for integer data, bits at and above that power of two are ignored.
-    A missing/invalid $PnR leaves the channel unmasked (with a warning).
-    """
-    limits: list[int] = []
-    bad: list[str] = []
-    for row, width in zip(table.itertuples(index=False), widths, strict=True):
-        pnr = float(row.pnr)
-        if not (math.isfinite(pnr) and pnr > 0):
-            bad.append(f"$P{row.n}R")
-            limits.append(0)
-            continue
-        limit = 1 << (max(1, math.ceil(pnr)) - 1).bit_length()
-        limits.append(limit if limit < 2 ** (8 * width) else 0)
-    if bad:
-        notes.append(f"missing or invalid {', '.join(bad)}; no bitmask for those channels")
-    return limits
-
-
-def _read_int(
-    buf: bytes, start: int, tot: int, widths: list[int], order: str, limits: list[int]
-) -> tuple[np.ndarray, list[int]]:
-    """Decode unsigned integer DATA, apply the $PnR bitmask, return float64 and per-channel
-    counts of values the mask changed. Vectorised: no Python loop over events."""
-    n_par = len(widths)
-    if len(set(widths)) == 1 and widths[0] in (1, 2, 4, 8):
-        dtype = np.dtype(f"{order}u{widths[0]}")
-        raw = np.frombuffer(buf, dtype=dtype, count=tot * n_par, offset=start)
-        raw = raw.reshape(tot, n_par)
-        over = [0] * n_par
-        if any(limits):
-            native = dtype.newbyteorder("=")
-            ones = np.iinfo(native).max
-            mask = np.array([lim - 1 if lim else ones for lim in limits], dtype=native)
-            masked = raw & mask
-            over = [int(c) for c in np.count_nonzero(masked != raw, axis=0)]
-            raw = masked
-        return raw.astype(np.float64), over
-    # Mixed or odd widths: view the events as a (tot, event_bytes) byte matrix and assemble
-    # each channel from its byte columns (vectorised per channel).
-    event_bytes = sum(widths)
-    mat = np.frombuffer(buf, dtype=np.uint8, count=tot * event_bytes, offset=start)
-    mat = mat.reshape(tot, event_bytes)
-    out = np.empty((tot, n_par), dtype=np.float64)
-    over = []
-    offset = 0
-    for i, width in enumerate(widths):
-        cols = mat[:, offset : offset + width]
-        if width in (1, 2, 4, 8):
-            value = np.ascontiguousarray(cols).view(np.dtype(f"{order}u{width}"))[:, 0]
-            value = value.astype(np.uint64)
-        else:
-            value = np.zeros(tot, dtype=np.uint64)
-            significance = range(width) if order == "<" else range(width - 1, -1, -1)
-            for col, byte_no in enumerate(significance):
-                value |= cols[:, col].astype(np.uint64) << np.uint64(8 * byte_no)
-        if limits[i]:
-            masked = value & np.uint64(limits[i] - 1)
-            over.append(int(np.count_nonzero(masked != value)))
-            value = masked
-        else:
-            over.append(0)
-        out[:, i] = value
-        offset += width
-    return out, over
-
-
-def _scale(events: np.ndarray, table: pd.DataFrame, datatype: str, notes: list[str]) -> None:
-    log_claims: list[str] = []
-    gain_on_log: list[str] = []
-    bad_pne: list[str] = []
-    for i, row in enumerate(table.itertuples(index=False)):
-        pne = _parse_pne(str(row.pne))
-        if pne is None:
-            bad_pne.append(f"$P{row.n}E={row.pne!r}")
-            pne = (0.0, 0.0)
-        f1, f2 = pne
-        if datatype != "I":
-            if f1 > 0:
-                log_claims.append(str(row.pnn))
-            continue
-        if f1 > 0:
-            pnr = float(row.pnr)
-            if not (math.isfinite(pnr) and pnr > 0):
-                bad_pne.append(f"$P{row.n}E={row.pne!r} with invalid $P{row.n}R")
-                continue
-            with np.errstate(over="ignore"):
-                events[:, i] = (f2 if f2 > 0 else 1.0) * np.power(10.0, f1 * events[:, i] / pnr)
-            if row.png != 1.0:
-                gain_on_log.append(str(row.pnn))
-        elif row.png != 1.0:
-            events[:, i] /= row.png
-    if log_claims:
-        notes.append(
-            f"floating-point data claim log amplification ($PnE f1>0) for {log_claims}; "
-            "ignored, values kept as stored (the standard requires $PnE 0,0 for F/D data)"
-        )
-    if gain_on_log:
-        notes.append(f"$PnG ignored on log-amplified channels {gain_on_log} (as the standard says)")
-    if bad_pne:
-        notes.append(f"unusable {', '.join(bad_pne)}; those channels left unscaled")
-
-
-def _spillover(kw: dict[str, str], table: pd.DataFrame, notes: list[str]) -> pd.DataFrame | None:
-    """Parse the first of $SPILLOVER / SPILL / $SPILL.
-
-    A malformed matrix does not make the events wrong, so it yields ``None`` plus a warning
-    (the caller decides whether uncompensated data are acceptable) rather than an FCSError.
-    """
-    key = next((k for k in _SPILL_KEYWORDS if k in kw), None)
-    if key is None:
-        return None
-    raw = kw[key].strip()
-    parts = [p.strip() for p in raw.split(",")]
-    try:
-        n = int(parts[0])
-    except ValueError:
-        notes.append(f"malformed {key}: count {parts[0]!r} is not an integer; spillover=None")
-        return None
-    if n == 0:
-        return None
-    if n < 0 or len(parts) != 1 + n + n * n:
-        notes.append(
-            f"malformed {key}: {n} channels need {n} names and {n * n} values, found "
-            f"{len(parts) - 1} items; spillover=None"
-        )
-        return None
-    try:
-        values = np.array([float(v) for v in parts[1 + n :]], dtype=np.float64).reshape(n, n)
-    except ValueError:
-        notes.append(f"malformed {key}: non-numeric matrix values; spillover=None")
-        return None
-    pnn = [str(x) for x in table["pnn"]]
-    pns = [str(x) for x in table["pns"]]
-    names: list[str] = []
-    for name in parts[1 : 1 + n]:
-        if name in pnn:
-            names.append(name)
-        elif pns.count(name) == 1:
-            names.append(pnn[pns.index(name)])
-        elif name.isdigit() and 1 <= int(name) <= len(pnn):
-            names.append(pnn[int(name) - 1])
-        else:
-            notes.append(
-                f"malformed {key}: {name!r} is neither a $PnN, a unique $PnS nor a channel "
-                "number; spillover=None"
-            )
-            return None
-    if len(set(names)) != n:
-        notes.append(f"malformed {key}: channels repeat ({names}); spillover=None")
-        return None
-    return pd.DataFrame(values, index=pd.Index(names), columns=pd.Index(names))

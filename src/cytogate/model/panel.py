@@ -5,6 +5,12 @@ Instruments and operators spell the same marker differently ("CXCR4 (12G5)", "CD
 are searched (case-insensitively) first in the channels' $PnS (stain) and then in their $PnN
 (detector) keywords. One template therefore serves several instruments.
 
+When a marker's patterns find nothing, two built-in vocabularies are tried
+(:mod:`cytogate.model.channel_names`): scatter markers (``FSC-A``, ``SSC-H``, ...) resolve to
+every vendor's scatter channels (``FS INT LIN``, ``SS Log``, ``FSC-HLin``, ``BSC-A``), area before
+height before width/peak/TOF, and other markers match a $PnS that is the marker's name plus a
+fluorochrome (``CD 45 PerCP``, ``Anti-CD45 APC-H7``). :attr:`ResolvedMarker.note` says which.
+
 An isotype-control tube labels its channels by the control antibody ("IgG2a PE"), not by the
 marker. Such a tube resolves a marker through the *stained* tube's resolution: the channel with
 the same $PnN as the stained tube's channel for that marker.
@@ -12,17 +18,23 @@ the same $PnN as the stained tube's channel for that marker.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from cytogate.errors import PanelError
+from cytogate.model.channel_names import (
+    parse_scatter,
+    rank_scatter,
+    scatter_request,
+    stain_names_marker,
+)
+from cytogate.userregex import UserRegex, compile_user_regex
 
 if TYPE_CHECKING:  # pragma: no cover
     from cytogate.io.fcs import Sample
 
-ResolvedVia = Literal["pns", "pnn", "reference"]
+ResolvedVia = Literal["pns", "pnn", "reference", "scatter", "stain"]
 
 
 @dataclass(frozen=True)
@@ -32,8 +44,11 @@ class Marker:
     name: str
     patterns: tuple[str, ...]
 
-    def compiled(self) -> tuple[re.Pattern[str], ...]:
-        return tuple(re.compile(p, re.IGNORECASE) for p in self.patterns)
+    def compiled(self) -> tuple[UserRegex, ...]:
+        # linear-time engine: a template's pattern cannot hang a run (cytogate.userregex)
+        return tuple(
+            compile_user_regex(p, f"panel marker '{self.name}'", True) for p in self.patterns
+        )
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,7 @@ class ResolvedMarker:
     pnn: str
     pns: str
     via: ResolvedVia
+    note: str = ""  # why this channel, when a built-in vocabulary chose it
 
 
 def describe_channels(sample: Sample) -> str:
@@ -55,7 +71,7 @@ def describe_channels(sample: Sample) -> str:
     return ", ".join(parts)
 
 
-def _matches(values: Sequence[str], patterns: Iterable[re.Pattern[str]]) -> list[int]:
+def _matches(values: Sequence[str], patterns: Iterable[UserRegex]) -> list[int]:
     pats = list(patterns)
     return [i for i, v in enumerate(values) if v and any(p.search(v) for p in pats)]
 
@@ -82,6 +98,13 @@ def find_marker(sample: Sample, marker: Marker, reference_pnn: str | None = None
         if len(hits) == 1:
             i = hits[0]
             return ResolvedMarker(marker.name, i, pnn[i], pns[i], via)  # type: ignore[arg-type]
+        request = scatter_request(marker.name)
+        if len(hits) > 1 and request is not None:
+            # e.g. FS Lin and FS Log both match '^FS( Lin| Log)?$': rank them as scatter
+            best = resolve_scatter(sample, *request, among=hits)
+            if best is not None:
+                i, note = best
+                return ResolvedMarker(marker.name, i, pnn[i], pns[i], via, note)  # type: ignore[arg-type]
         if len(hits) > 1:
             found = ", ".join(f"{pnn[i]} ({pns[i]})" if pns[i] else pnn[i] for i in hits)
             raise PanelError(
@@ -89,12 +112,82 @@ def find_marker(sample: Sample, marker: Marker, reference_pnn: str | None = None
                 f"${'PnS' if via == 'pns' else 'PnN'}: {found}; make its patterns "
                 f"{list(marker.patterns)} more specific"
             )
+    found = _by_vocabulary(sample, marker, pnn, pns)
+    if found is not None:
+        return found
     hint = f", nor the stained tube's channel {reference_pnn!r}" if reference_pnn else ""
     raise PanelError(
         f"{sample.path.name}: marker '{marker.name}' matches no channel (patterns "
         f"{list(marker.patterns)} on $PnS then $PnN{hint}). Channels in file: "
         f"{describe_channels(sample)}"
     )
+
+
+def _by_vocabulary(
+    sample: Sample, marker: Marker, pnn: list[str], pns: list[str]
+) -> ResolvedMarker | None:
+    """The built-in fallbacks: vendor scatter names, then $PnS = marker name + fluorochrome."""
+    request = scatter_request(marker.name)
+    if request is not None:
+        hit = resolve_scatter(sample, *request)
+        if hit is None:
+            return None
+        i, note = hit
+        return ResolvedMarker(marker.name, i, pnn[i], pns[i], "scatter", note)
+    hits = [i for i, v in enumerate(pns) if v and stain_names_marker(v, marker.name)]
+    if len(hits) > 1:
+        found = ", ".join(f"{pnn[i]} ({pns[i]})" for i in hits)
+        raise PanelError(
+            f"{sample.path.name}: marker '{marker.name}' is named by the $PnS of "
+            f"{len(hits)} channels: {found}; give it patterns that pick one"
+        )
+    if hits:
+        i = hits[0]
+        note = f"$PnS {pns[i]!r} is {marker.name} + fluorochrome"
+        return ResolvedMarker(marker.name, i, pnn[i], pns[i], "stain", note)
+    return None
+
+
+def resolve_scatter(
+    sample: Sample, kind: str, measure: str = "area", among: Sequence[int] | None = None
+) -> tuple[int, str] | None:
+    """Column of the ``kind`` ("FSC"/"SSC") scatter channel best serving ``measure``.
+
+    ``measure`` "area" takes area, else the instrument's only pulse measure, else height, peak,
+    width or TOF (in that order); "height" and "width" take only those, and only when the file
+    also has a separate area-like channel of that scatter (a pulse-shape ratio of a channel with
+    itself is no doublet test). Returns (column, note saying what was chosen over what), or
+    None. Two equally good candidates are an error, never a silent pick. ``among`` limits the
+    candidates to those columns (channels a template's patterns matched).
+    """
+    pnn = [str(v) for v in sample.channels["pnn"]]
+    pns = [str(v) for v in sample.channels["pns"]]
+    ranked: list[tuple[float, int]] = []
+    area_like: list[int] = []
+    for i, (name, stain) in enumerate(zip(pnn, pns, strict=True)):
+        parsed = parse_scatter(name) or (parse_scatter(stain) if stain else None)
+        if parsed is None or parsed.kind != kind or (among is not None and i not in among):
+            continue
+        if parsed.measure in ("area", "none"):
+            area_like.append(i)
+        rank = rank_scatter(parsed, measure)
+        if rank is not None:
+            ranked.append((rank, i))
+    if not ranked:
+        return None
+    ranked.sort()
+    best_rank, best = ranked[0]
+    ties = [i for r, i in ranked if r == best_rank]
+    if len(ties) > 1:
+        raise PanelError(
+            f"{sample.path.name}: {len(ties)} channels are equally good {kind} ({measure}): "
+            f"{', '.join(pnn[i] for i in ties)}; name one in the template's panel"
+        )
+    if measure != "area" and not [i for i in area_like if i != best]:
+        return None
+    others = [pnn[i] for _, i in ranked[1:]]
+    note = f"{kind} {measure}: {pnn[best]!r}" + (f" (over {', '.join(others)})" if others else "")
+    return best, note
 
 
 def resolve_panel(

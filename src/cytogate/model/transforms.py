@@ -18,20 +18,23 @@ channel fraction 0..1; a log channel written with ``$PnE 0,0`` holds log channel
 which a linear scale is right. ``when: {log_amplified: true}`` / ``when: {pnn: 'Log'}`` pick.
 
 Logicle and log numerics come from flowutils (FlowKit's numeric core), so our gates agree with
-FlowKit/FlowJo to floating-point precision. Compensation solves ``x_obs = x_true @ S`` for the
-spillover matrix ``S`` (rows = source dye, the FCS convention) with flowutils as well.
+FlowKit/FlowJo; the forward logicle is read from a table built from flowutils' exact inverse
+(:class:`LogicleTable`, within 1e-8 of flowutils, about 3x faster). Compensation solves
+``x_obs = x_true @ S`` for the spillover matrix ``S`` (rows = source dye, the FCS convention)
+with flowutils as well.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from cytogate.errors import TemplateError
+from cytogate.errors import CytogateError, TemplateError
+from cytogate.userregex import compile_user_regex
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -142,7 +145,7 @@ class Scale:
             floor = t * 10.0 ** (-(m + 1.0))
             return fu.log(np.maximum(x, floor), None, t=t, m=m)
         w, a = float(self.params["W"]), float(self.params["A"])
-        return fu.logicle(x, None, t=t, m=m, w=w, a=a)
+        return logicle_table(t, m, w, a).apply(x)
 
     def inverse(self, scaled: np.ndarray, channel_range: float = 262144.0) -> np.ndarray:
         """Scaled space -> linear values (for axis labels in data units and for simulation)."""
@@ -164,6 +167,64 @@ class Scale:
     def describe(self) -> str:
         inner = ", ".join(f"{k}={v}" for k, v in self.params.items())
         return f"{self.kind}({inner})"
+
+
+class LogicleTable:
+    """The logicle transform read from a table built from its exact inverse.
+
+    flowutils computes logicle per value by iterating on the closed-form inverse (~125 ns a
+    value, a tenth of gating a file). Here the inverse is evaluated exactly on a fine uniform
+    grid of the scaled space, the values are re-sampled on a grid uniform in
+    ``u = asinh(x / s)`` (``s`` = the width of logicle's linear region, so the logicle is
+    nearly linear in ``u``), and a value is found by computing ``u`` and interpolating
+    linearly between its two knots: O(1) per value, no search. With 2^16 knots the error is
+    below 1e-8 of the scale (3e-10 with the default W, M); tests/test_transforms.py checks it
+    against flowutils over the full range, negatives included. Values outside the table's
+    range (beyond -2T or 4T, NaN) are computed by flowutils directly.
+    """
+
+    KNOTS = 1 << 16
+    FINE = 1 << 19  # exact inverse evaluations the table is re-sampled from
+
+    def __init__(self, t: float, m: float, w: float, a: float) -> None:
+        from flowutils import transforms as fu
+
+        self.params = {"t": t, "m": m, "w": w, "a": a}
+        self.lo, self.hi = -2.0 * t, 4.0 * t
+        self.s = t * 10.0 ** (-(m - 2.0 * w))
+        ends = fu.logicle(np.array([self.lo * 1.05, self.hi * 1.05]), None, **self.params)
+        y_fine = np.linspace(ends[0], ends[1], self.FINE)
+        u_fine = np.arcsinh(fu.logicle_inverse(y_fine, None, **self.params) / self.s)
+        self.u0, u1 = math.asinh(self.lo / self.s), math.asinh(self.hi / self.s)
+        knots = np.linspace(self.u0, u1, self.KNOTS)
+        self.per_u = (self.KNOTS - 1) / (u1 - self.u0)
+        self.y = np.interp(knots, u_fine, y_fine)
+        self.slope = np.append(np.diff(self.y), 0.0)
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """Scaled values of ``values`` (linear), a new float64 array."""
+        x = np.asarray(values, dtype=np.float64)
+        u = np.arcsinh(x * (1.0 / self.s))
+        u -= self.u0
+        u *= self.per_u
+        inside = (x >= self.lo) & (x <= self.hi)  # False for NaN
+        with np.errstate(invalid="ignore"):  # NaN (computed by flowutils below)
+            j = u.astype(np.intp)
+        np.clip(j, 0, self.KNOTS - 2, out=j)
+        u -= j
+        out = self.y[j]
+        out += u * self.slope[j]
+        if not inside.all():
+            from flowutils import transforms as fu
+
+            out[~inside] = fu.logicle(x[~inside], None, **self.params)
+        return out
+
+
+@functools.lru_cache(maxsize=32)
+def logicle_table(t: float, m: float, w: float, a: float) -> LogicleTable:
+    """The (cached) table for one parameter set: built once per process and scale."""
+    return LogicleTable(t, m, w, a)
 
 
 def channel_log_amplification(sample: Sample, index: int) -> tuple[float, float]:
@@ -211,10 +272,10 @@ class ScaleAlternatives:
                 )
             for key in ("pnn", "pns"):
                 if key in when:
-                    try:
-                        re.compile(str(when[key]))
-                    except re.error as exc:
-                        raise TemplateError(f"{iwhere}: field 'when.{key}': {exc}") from exc
+                    try:  # the linear-time engine used when matching (cytogate.userregex)
+                        compile_user_regex(str(when[key]), f"{iwhere}: field 'when.{key}'")
+                    except CytogateError as exc:
+                        raise TemplateError(str(exc)) from exc
             if "log_amplified" in when and not isinstance(when["log_amplified"], bool):
                 raise TemplateError(f"{iwhere}: field 'when.log_amplified': true or false")
             scale = Scale.from_spec({k: v for k, v in item.items() if k != "when"}, iwhere)
@@ -244,7 +305,7 @@ def _matches(sample: Sample, index: int, key: str, value: Any) -> bool:
     if key == "log_amplified":
         return (channel_log_amplification(sample, index)[0] > 0) == bool(value)
     text = str(sample.channels[key].iloc[index] or "")
-    return re.search(str(value), text, re.IGNORECASE) is not None
+    return compile_user_regex(str(value), f"scale rule {key}", True).search(text) is not None
 
 
 def compensate(events: np.ndarray, columns: list[int], spillover: np.ndarray) -> np.ndarray:

@@ -30,7 +30,13 @@ import numpy as np
 import pandas as pd
 
 from cytogate.io.fcs_writer import atomic_write_bytes, write_fcs
-from cytogate.sim.common import SCATTER_RANGE, SIMULATED_COMMENT, SimulationError, logicle_inverse
+from cytogate.sim.common import (
+    SCATTER_RANGE,
+    SIMULATED_COMMENT,
+    SimulationError,
+    logicle_inverse,
+    uniform,
+)
 from cytogate.sim.files import atomic_text, npz_bytes
 
 __all__ = [
@@ -53,7 +59,7 @@ CD34_LABELS: dict[int, str] = {
     6: "granulocyte",
     7: "cd34_viable",  # CD34+ HSPC, 7-AAD negative
     8: "cd34_dead",  # CD34+ HSPC, 7-AAD positive
-    9: "cd34_nonspecific",  # CD34-dim staining on granulocyte-like CD45-bright events
+    9: "cd34_nonspecific",  # CD34 staining on granulocyte-like or CD45-negative events
     10: "dead_leukocyte",
 }
 CD34_LABEL_CODES: dict[str, int] = {v: k for k, v in CD34_LABELS.items()}
@@ -112,6 +118,12 @@ class CD34Config:
     cd45_negative_fraction: float = 0.05
     nonspecific_fraction: float = 0.0015  # of leukocytes
     cd34_debris_fraction: float = 0.05  # CD34+ CD45dim debris (below the lymph-blast region)
+    cd34_cd45neg_fraction: float = 0.05  # of CD34+ cells: CD34-stained CD45-negative events
+    #: per tube, uniform: CD34+ cells' CD34 and CD45 centres (scaled) and the scatter gain, so
+    #: the gates must follow each tube
+    cd34_brightness_range: tuple[float, float] = (0.60, 0.72)
+    cd34_cd45_range: tuple[float, float] = (0.50, 0.60)
+    scatter_gain_range: tuple[float, float] = (0.85, 1.15)
 
     def __post_init__(self) -> None:
         if self.patients_per_regimen < 1:
@@ -191,11 +203,7 @@ def planted_patients(config: CD34Config) -> pd.DataFrame:
                     round(_loguniform(rng, config.apheresis_wbc_range)) for _ in range(days)
                 ],
                 "cd34_viability": [
-                    float(
-                        config.cd34_viability_range[0]
-                        + np.ptp(config.cd34_viability_range) * rng.random()
-                    )
-                    for _ in range(days + 1)
+                    uniform(rng, config.cd34_viability_range) for _ in range(days + 1)
                 ],
             }
         )
@@ -235,6 +243,7 @@ def _counts(
         "cd34_nonspecific": nonspec,
         "dead_leukocyte": dead_other,
         "cd34_debris": round(hspc * config.cd34_debris_fraction),
+        "cd34_cd45neg": round(hspc * config.cd34_cd45neg_fraction),
     }
 
 
@@ -248,6 +257,7 @@ _POP = {
     "nonspecific": (0.48, 0.05, 0.45, 0.06, 0.66, 0.035, 0.58, 0.05, 0.28, 0.04),
     "bead": (0.10, 0.006, 0.06, 0.006, 0.93, 0.01, 0.93, 0.01, 0.92, 0.01),
     "cd34_debris": (0.07, 0.02, 0.03, 0.01, 0.52, 0.04, 0.66, 0.05, 0.30, 0.05),
+    "cd34_cd45neg": (0.26, 0.03, 0.06, 0.015, 0.22, 0.04, 0.62, 0.05, 0.26, 0.04),
 }
 _DEAD_7AAD = (0.72, 0.05)
 
@@ -265,9 +275,18 @@ def _draw(rng: np.random.Generator, spec: tuple[float, ...], m: int) -> np.ndarr
 
 
 def simulate_tube(
-    config: CD34Config, counts: dict[str, int], apheresis: bool, rng: np.random.Generator
+    config: CD34Config,
+    counts: dict[str, int],
+    apheresis: bool,
+    rng: np.random.Generator,
+    cd34_centre: tuple[float, float] = (0.68, 0.55),
+    scatter_gain: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Events (n × 6, uncompensated linear, float32) and labels of one tube (vectorised)."""
+    """Events (n × 6, uncompensated linear, float32) and labels of one tube (vectorised).
+
+    ``cd34_centre``: the CD34+ cells' (CD34, CD45) centre in scaled space; ``scatter_gain``
+    multiplies FSC and SSC of every event (instrument settings).
+    """
     mix = (0.60, 0.25, 0.15) if apheresis else (0.25, 0.08, 0.67)
     split = np.floor(np.array(mix) * counts["live_other"]).astype(int)
     split[0] += counts["live_other"] - split.sum()
@@ -295,14 +314,19 @@ def simulate_tube(
         dead = _draw(rng, _POP[name], int(m))
         dead[:, 4] = _DEAD_7AAD[0] + _DEAD_7AAD[1] * rng.standard_normal(int(m))
         blocks.append((code["dead_leukocyte"], dead))
-    blocks.append((code["cd34_viable"], _draw(rng, _POP["cd34"], counts["cd34_viable"])))
-    dead = _draw(rng, _POP["cd34"], counts["cd34_dead"])
+    hspc = list(_POP["cd34"])
+    hspc[6], hspc[4] = cd34_centre
+    blocks.append((code["cd34_viable"], _draw(rng, tuple(hspc), counts["cd34_viable"])))
+    dead = _draw(rng, tuple(hspc), counts["cd34_dead"])
     dead[:, 4] = _DEAD_7AAD[0] + _DEAD_7AAD[1] * rng.standard_normal(counts["cd34_dead"])
     blocks.append((code["cd34_dead"], dead))
     blocks.append(
         (code["cd34_nonspecific"], _draw(rng, _POP["nonspecific"], counts["cd34_nonspecific"]))
     )
     blocks.append((code["debris"], _draw(rng, _POP["cd34_debris"], counts["cd34_debris"])))
+    blocks.append(
+        (code["cd34_nonspecific"], _draw(rng, _POP["cd34_cd45neg"], counts["cd34_cd45neg"]))
+    )
     labels = np.concatenate([np.full(len(b), c, dtype=np.uint8) for c, b in blocks])
     scaled = np.concatenate([b for _, b in blocks])
 
@@ -324,9 +348,9 @@ def simulate_tube(
 
     top = SCATTER_RANGE - 1.0
     events = np.empty((labels.size, len(CHANNELS)))
-    events[:, 0] = np.minimum(fsc * SCATTER_RANGE, top)
-    events[:, 1] = np.minimum(fsc_h * SCATTER_RANGE, top)
-    events[:, 2] = np.minimum(ssc * SCATTER_RANGE, top)
+    events[:, 0] = np.minimum(fsc * (scatter_gain * SCATTER_RANGE), top)
+    events[:, 1] = np.minimum(fsc_h * (scatter_gain * SCATTER_RANGE), top)
+    events[:, 2] = np.minimum(ssc * (scatter_gain * SCATTER_RANGE), top)
     observed = fluor @ np.asarray(SPILLOVER)  # n × 3 @ 3 × 3: tiny, exact
     observed += 30.0 * rng.standard_normal(observed.shape)
     events[:, 3:6] = np.minimum(observed, SCATTER_RANGE - 1.0)
@@ -461,7 +485,12 @@ def simulate_cd34_study(
             doublet,
         )
         rng = np.random.default_rng([config.seed, 35, k])
-        events, lab = simulate_tube(config, counts, apheresis, rng)
+        centre = (
+            uniform(rng, config.cd34_brightness_range),
+            uniform(rng, config.cd34_cd45_range),
+        )
+        gain = uniform(rng, config.scatter_gain_range)
+        events, lab = simulate_tube(config, counts, apheresis, rng, centre, gain)
         write_fcs(
             out / tube["file"],
             events,
@@ -495,6 +524,9 @@ def simulate_cd34_study(
                 "product_ml": tube["product_ml"] or float("nan"),
                 "weight_kg": tube["weight_kg"],
                 "yield_e6_per_kg": tube["yield_e6_per_kg"],
+                "cd34_cd34_scaled": centre[0],
+                "cd34_cd45_scaled": centre[1],
+                "scatter_gain": gain,
             }
         )
     manifest = pd.DataFrame(plan)[MANIFEST_COLUMNS]

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from cytogate import __version__
 from cytogate.atomic import atomic_write
 from cytogate.errors import CytogateError, DesignError
+from cytogate.model.measure import Measure
 from cytogate.study.design import (
     STAINED,
     Design,
@@ -38,7 +39,8 @@ from cytogate.study.design import (
     load_config,
     read_design,
 )
-from cytogate.study.executors import default_jobs, run_jobs
+from cytogate.study.executors import JobFailed, default_jobs, run_jobs
+from cytogate.study.outcome import FileOutcome, GroupOutput, failed_outcome, record_outcome
 from cytogate.study.spreadsheet import neutralise_formulas
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,9 +56,9 @@ EXIT_OK, EXIT_SOME_FAILED = 0, 1
 SAMPLE_KEYS = ["file", "patient", "timepoint", "tube"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BatchResult:
-    """The run's tables as DataFrames, its provenance, and its exit status."""
+    """The run's tables as DataFrames, the files' outcomes, provenance and exit status."""
 
     samples: pd.DataFrame
     populations: pd.DataFrame
@@ -68,6 +70,10 @@ class BatchResult:
     written: list[Path] = field(default_factory=list)
     #: patient -> {gate name -> geometry} reused from the baseline (templates with ``pin``)
     pinned: dict[str, dict[str, Geometry]] = field(default_factory=dict)
+    #: what was applied to each file, in the order of ``samples``
+    outcomes: tuple[FileOutcome, ...] = ()
+    #: measure name (the tables' ``measure`` column) -> what it measures
+    measures: dict[str, Measure] = field(default_factory=dict)
     #: tables of a specialised run, e.g. ``cd34`` and ``groups`` for an ISHAGE template
     extra: dict[str, pd.DataFrame] = field(default_factory=dict)
 
@@ -84,19 +90,6 @@ class BatchResult:
 
 
 # --------------------------------------------------------------------------- per-group worker
-
-
-def _gate_file(
-    row: DesignRow,
-    template: Template,
-    reference: dict[str, str] | None,
-    pinned: Mapping[str, Geometry] | None = None,
-):
-    from cytogate.gating.engine import gate
-    from cytogate.io.fcs import read_fcs
-
-    sample = read_fcs(row.file)
-    return sample, gate(sample, template, reference=reference, pinned=pinned)
 
 
 def _sample_record(row: DesignRow) -> dict[str, Any]:
@@ -119,100 +112,146 @@ def _sample_record(row: DesignRow) -> dict[str, Any]:
     }
 
 
+@dataclass
+class _GroupState:
+    """What one sample group's files accumulate while they are gated, stained tube first."""
+
+    out_samples: list[dict[str, Any]] = field(default_factory=list)
+    out_populations: list[dict[str, Any]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    outcomes: list[FileOutcome] = field(default_factory=list)
+    results: dict[str, GatingResult] = field(default_factory=dict)
+    reference: dict[str, str] | None = None
+
+
 def process_group(
     group: SampleGroup,
     template: Template,
     config: RunConfig,
     pinned: Mapping[str, Geometry] | None = None,
-) -> dict[str, Any]:
+) -> GroupOutput:
     """Read, gate and quantify one patient × timepoint (stained tube + control tube).
 
     ``pinned``: gate name -> geometry reused instead of fitting (see :func:`process_patient`);
     ``{}`` means pins were asked for but none is available (such gates are fitted and flagged).
     For a template with pinned gates and ``pinned=None`` (the baseline group), the stained
-    tube is fitted and its control tube reuses those fits; they are returned as ``out["pins"]``.
+    tube is fitted and its control tube reuses those fits; they come back as ``pins``.
     Never raises for a bad file: the file's record says ``failed`` with the reason.
     """
-    from cytogate.analysis.quantify import MarkerPlan, marker_rows, population_rows
+    from cytogate.analysis.quantify import MarkerPlan, marker_rows
 
-    out: dict[str, Any] = {"samples": [], "populations": [], "markers": [], "seconds": {}}
-    results: dict[str, GatingResult | None] = {STAINED: None, config.control_tube: None}
-    reference: dict[str, str] | None = None
+    state = _GroupState()
     pin_gates = {g.name for g in template.gates if g.pin}
+    baseline_pins: dict[str, Geometry] | None = None
     for row in (group.stained, group.control):  # stained first: the control resolves through it
         if row is None:
             continue
-        record = _sample_record(row)
-        start = time.perf_counter()
-        try:
-            sample, result = _gate_file(row, template, reference, pinned)
-            record.update(
-                sha256=sample.sha256,
-                fcs_version=sample.version,
-                events=sample.n_events,
-                compensation=result.compensation,
-                status="ok",
-                warnings="; ".join(sample.warnings),
-            )
-            results[row.tube] = result
-            if row.tube == STAINED:
-                reference = _marker_reference(result, config)
-                if pin_gates and pinned is None:  # baseline: the stained tube's fits are pins
-                    fits = result.fitted_geometries()
-                    pinned = out["pins"] = {g: fits[g] for g in pin_gates if g in fits}
-            keys = {k: record[k] for k in SAMPLE_KEYS}
-            out["populations"] += [
-                {**keys, **r} for r in population_rows(result, row.wbc_per_ul, row.beads_per_ul)
-            ]
-        except CytogateError as exc:
-            record["error"] = str(exc)
-        except Exception as exc:  # a bug must not sink a 1,000-file run; report it per file
-            record["error"] = f"unexpected {type(exc).__name__}: {exc} (please report)"
-        out["seconds"][row.name] = time.perf_counter() - start
-        out["samples"].append(record)
-        if row.tube == STAINED and pin_gates and pinned is None:
-            pinned = out["pins"] = {}  # the baseline stained tube failed: nothing to pin
+        result = _gate_one(row, template, config, pinned, state)
+        if row.tube == STAINED and pin_gates and pinned is None:  # baseline: its fits are pins
+            fits = result.fitted_geometries() if result is not None else {}
+            pinned = baseline_pins = {g: fits[g] for g in pin_gates if g in fits}
 
-    stained = results[STAINED]
+    markers: list[dict[str, Any]] = []
+    stained = state.results.get(STAINED)
     if stained is not None and group.stained is not None:
-        control = results[config.control_tube]
+        control = state.results.get(config.control_tube)
         s_rows, c_rows = marker_rows(stained, control, MarkerPlan.from_config(config))
-        s_keys = _keys(group.stained)
-        out["markers"] += [{**s_keys, **r} for r in s_rows]
+        markers += [{**_keys(group.stained), **r} for r in s_rows]
         if control is not None and group.control is not None:
-            c_keys = _keys(group.control)
-            out["markers"] += [{**c_keys, **r} for r in c_rows]
-    return out
+            markers += [{**_keys(group.control), **r} for r in c_rows]
+    return GroupOutput(
+        samples=tuple(state.out_samples),
+        populations=tuple(state.out_populations),
+        markers=tuple(markers),
+        seconds=state.seconds,
+        outcomes=tuple(state.outcomes),
+        pins={group.patient: baseline_pins} if baseline_pins is not None else {},
+    )
+
+
+def _gate_one(
+    row: DesignRow,
+    template: Template,
+    config: RunConfig,
+    pinned: Mapping[str, Geometry] | None,
+    state: _GroupState,
+) -> GatingResult | None:
+    """Gate one file into ``state``: its samples/populations rows, outcome and timing."""
+    from cytogate.analysis.quantify import MarkerPlan, marker_reference, population_rows
+    from cytogate.gating.engine import gate
+    from cytogate.io.fcs import read_fcs
+
+    record = _sample_record(row)
+    start = time.perf_counter()
+    result = None
+    try:
+        sample = read_fcs(row.file)
+        result = gate(sample, template, reference=state.reference, pinned=pinned)
+        record.update(
+            sha256=sample.sha256,
+            fcs_version=sample.version,
+            events=sample.n_events,
+            compensation=result.compensation,
+            status="ok",
+            warnings="; ".join(sample.warnings),
+        )
+        state.results[row.tube] = result
+        channel_map = None
+        if row.tube == STAINED:
+            plan = MarkerPlan.from_config(config)
+            state.reference = channel_map = marker_reference(result, plan)
+        keys = {k: record[k] for k in SAMPLE_KEYS}
+        state.out_populations += [
+            {**keys, **r} for r in population_rows(result, row.wbc_per_ul, row.beads_per_ul)
+        ]
+        outcome = record_outcome(
+            result,
+            file=row.file,
+            patient=row.patient,
+            timepoint=row.timepoint,
+            tube=row.tube,
+            channel_map=channel_map,
+        )
+    except CytogateError as exc:
+        record["error"] = str(exc)
+    except Exception as exc:  # a bug must not sink a 1,000-file run; report it per file
+        record["error"] = f"unexpected {type(exc).__name__}: {exc} (please report)"
+    if record["error"]:
+        outcome = failed_outcome(row, record["error"])
+    state.outcomes.append(outcome)
+    state.seconds[row.name] = time.perf_counter() - start
+    state.out_samples.append(record)
+    return result
 
 
 def process_patient(
     groups: list[SampleGroup], template: Template, config: RunConfig
-) -> dict[str, Any]:
+) -> GroupOutput:
     """All sample groups of one patient, baseline first, for templates with pinned gates.
 
     The baseline stained tube's fits of the ``pin: baseline`` gates are reused for every other
     file of the patient (its control tube included). Without a usable baseline stained tube
-    those gates are fitted per file and flagged. Returns the groups' outputs merged, with
-    ``pins`` = {patient: {gate: geometry}}.
+    those gates are fitted per file and flagged. ``pins`` = {patient: {gate: geometry}}.
     """
     baseline = [g for g in groups if g.timepoint == config.baseline]
     others = [g for g in groups if g.timepoint != config.baseline]
-    merged: dict[str, Any] = {"samples": [], "populations": [], "markers": [], "seconds": {}}
+    outputs = []
     pins: dict[str, Geometry] = {}
     for group in baseline:
         out = process_group(group, template, config, None)
-        pins = out.get("pins", {})
-        _merge_output(merged, out)
-    for group in others:
-        _merge_output(merged, process_group(group, template, config, pins))
-    merged["pins"] = {groups[0].patient: pins} if groups else {}
-    return merged
-
-
-def _merge_output(into: dict[str, Any], out: dict[str, Any]) -> None:
-    for key in ("samples", "populations", "markers"):
-        into[key] += out[key]
-    into["seconds"].update(out["seconds"])
+        pins = dict(out.pins.get(group.patient, {}))
+        outputs.append(out)
+    outputs += [process_group(group, template, config, pins) for group in others]
+    merged = GroupOutput.merge(outputs)
+    patient = {groups[0].patient: pins} if groups else {}
+    return GroupOutput(
+        samples=merged.samples,
+        populations=merged.populations,
+        markers=merged.markers,
+        seconds=merged.seconds,
+        outcomes=merged.outcomes,
+        pins=patient,
+    )
 
 
 def _keys(row: DesignRow) -> dict[str, str]:
@@ -222,18 +261,6 @@ def _keys(row: DesignRow) -> dict[str, str]:
         "timepoint": row.timepoint,
         "tube": row.tube,
     }
-
-
-def _marker_reference(result: GatingResult, config: RunConfig) -> dict[str, str]:
-    """Marker -> $PnN in the stained tube, for every marker the control tube will need."""
-    from cytogate.errors import PanelError
-
-    for marker in (*config.rmfi_markers, *config.positivity_markers):
-        try:
-            result.resolve(marker)
-        except PanelError:
-            pass  # reported per marker in markers.csv
-    return result.channel_map()
 
 
 # --------------------------------------------------------------------------- the run
@@ -246,7 +273,7 @@ def run_batch(
     out: str | os.PathLike[str] | None = None,
     jobs: int | None = None,
     output_format: OutputFormat = "csv",
-    progress: Callable[[int, int, dict[str, Any]], None] | None = None,
+    progress: Callable[[int, int, GroupOutput], None] | None = None,
     plots: bool = False,
     plot_format: str = "png",
     plot_dpi: int | None = None,
@@ -332,7 +359,7 @@ def _gate_all(
     cfg: RunConfig,
     run_path: Path,
     n_jobs: int,
-    progress: Callable[[int, int, dict[str, Any]], None] | None,
+    progress: Callable[[int, int, GroupOutput], None] | None,
     started: float,
     *,
     client: Any = None,
@@ -343,7 +370,7 @@ def _gate_all(
         for group in groups:
             by_patient.setdefault(group.patient, []).append(group)
         jobs_list: list[Any] = list(by_patient.values())
-        worker: Callable[..., dict[str, Any]] = process_patient
+        worker: Callable[..., GroupOutput] = process_patient
     else:
         jobs_list, worker = list(groups), process_group
     per_file = time_limit if time_limit is not None else cfg.file_time_limit_s
@@ -377,7 +404,7 @@ def _gate_all(
         result.run["scheduler"] = str(
             getattr(client, "scheduler", None) and client.scheduler.address
         )
-    pins = {p: g for o in outputs for p, g in o.get("pins", {}).items()}
+    pins = {p: dict(g) for o in outputs for p, g in o.pins.items()}
     result.pinned = pins
     if pins:
         from cytogate.gating.adaptive import geometry_to_dict
@@ -412,15 +439,26 @@ def _write_set(
     if plots:  # the tables are staged first; plots never hold up the numbers
         from cytogate.viz.report import write_plots_and_report
 
-        files, summary = write_plots_and_report(
-            result, groups, tmpl, cfg, staging, n_jobs, plot_format, plot_dpi, plot_progress
-        )
+        try:
+            files, summary = write_plots_and_report(
+                result, cfg, staging, n_jobs, plot_format, plot_dpi, plot_progress
+            )
+        except JobFailed as exc:  # a plot worker died twice: publish the tables, say so
+            files, summary = [], _no_plots_summary(f"drawing stopped: {exc}")
         written += files
         result.run["plots"] = _unstaged(summary, str(staging), str(output.out))
         result.run["timings"]["plots_and_report_s"] = summary["timings"]["total_s"]
         write_run_json(result, staging)
     output.commit()
     result.written = [output.final_path(p) for p in written]
+
+
+def _no_plots_summary(reason: str) -> dict[str, Any]:
+    return {
+        "report": None,
+        "errors": [{"file": "", "kind": "all", "error": reason}],
+        "timings": {"total_s": 0.0},
+    }
 
 
 def _unstaged(value: Any, staging: str, out: str) -> Any:
@@ -439,21 +477,23 @@ def _rows_of(item: SampleGroup | list[SampleGroup]) -> list[DesignRow]:
     return [r for g in groups for r in (g.stained, g.control) if r is not None]
 
 
-def failed_output(item: SampleGroup | list[SampleGroup], reason: str) -> dict[str, Any]:
+def failed_output(item: SampleGroup | list[SampleGroup], reason: str) -> GroupOutput:
     """The output of a job that never returned (worker killed, time limit): its files failed."""
-    records = []
+    records, outcomes = [], []
     for row in _rows_of(item):
         record = _sample_record(row)
         record["error"] = reason
         records.append(record)
-    return {"samples": records, "populations": [], "markers": [], "seconds": {}}
+        outcomes.append(failed_outcome(row, reason))
+    return GroupOutput(samples=tuple(records), outcomes=tuple(outcomes))
 
 
-def _unreadable_output(path: Path, reason: str) -> dict[str, Any]:
+def _unreadable_output(path: Path, reason: str) -> GroupOutput:
     """A file the design could not place (unreadable, no manifest): failed, the rest go on."""
-    record = _sample_record(DesignRow(path, "", "", ""))
+    row = DesignRow(path, "", "", "")
+    record = _sample_record(row)
     record["error"] = reason
-    return {"samples": [record], "populations": [], "markers": [], "seconds": {}}
+    return GroupOutput(samples=(record,), outcomes=(failed_outcome(row, reason),))
 
 
 def check_markers_resolve(design: Design, tmpl: Template, cfg: RunConfig) -> None:
@@ -507,7 +547,7 @@ def _check_config_against_template(cfg: RunConfig, tmpl: Template) -> None:
         raise DesignError(f"{where}: " + "; ".join(problems))
 
 
-def _assemble(outputs: list[dict[str, Any]], design: Design, cfg: RunConfig) -> BatchResult:
+def _assemble(outputs: list[GroupOutput], design: Design, cfg: RunConfig) -> BatchResult:
     import pandas as pd
 
     from cytogate.analysis.stats import (
@@ -521,7 +561,7 @@ def _assemble(outputs: list[dict[str, Any]], design: Design, cfg: RunConfig) -> 
     tube_order = {STAINED: 0, cfg.control_tube: 1}
 
     def frame(key: str, extra_sort: list[str]) -> pd.DataFrame:
-        df = pd.DataFrame([r for o in outputs for r in o[key]])
+        df = pd.DataFrame([r for o in outputs for r in getattr(o, key)])
         if df.empty:
             return df
         df = df.assign(_tp=df["timepoint"].map(order), _tube=df["tube"].map(tube_order))
@@ -531,7 +571,7 @@ def _assemble(outputs: list[dict[str, Any]], design: Design, cfg: RunConfig) -> 
     samples = frame("samples", [])
     populations = frame("populations", [])
     markers = frame("markers", [])
-    values = _measure_values(populations, markers, samples, cfg)
+    values, measures = _measure_values(populations, markers, samples, cfg)
     timecourse = fold_changes(values, cfg.timepoints, cfg.baseline)
     comparisons = (
         [Comparison(a, b) for a, b in cfg.comparisons]
@@ -539,17 +579,26 @@ def _assemble(outputs: list[dict[str, Any]], design: Design, cfg: RunConfig) -> 
         else default_comparisons(cfg.timepoints, cfg.baseline)
     )
     stats = paired_statistics(values, comparisons, test=cfg.test, correction=cfg.correction)
-    return BatchResult(samples, populations, markers, timecourse, stats, run={})
+    key = {(o.name, o.tube): o for out in outputs for o in out.outcomes}
+    outcomes = tuple(key[(r.file, r.tube)] for r in samples.itertuples()) if len(samples) else ()
+    return BatchResult(
+        samples=samples,
+        populations=populations,
+        markers=markers,
+        timecourse=timecourse,
+        stats=stats,
+        run={},
+        outcomes=outcomes,
+        measures={name: measures[name] for name in sorted(measures)},
+    )
 
 
 def _measure_values(
     populations: pd.DataFrame, markers: pd.DataFrame, samples: pd.DataFrame, cfg: RunConfig
-) -> pd.DataFrame:
-    """Long table patient × timepoint × measure of the stained tubes' values, for statistics.
-
-    Measures: ``<population>_per_ul`` for each count population, and
-    ``<population>_<marker>_rmfi_<statistic>`` / ``<population>_<marker>_pct_positive``.
-    """
+) -> tuple[pd.DataFrame, dict[str, Measure]]:
+    """Long table patient × timepoint × measure of the stained tubes' values, for statistics,
+    and the :class:`Measure` behind each ``measure`` name (absolute counts of the count
+    populations, RMFI and % positive of the configured markers)."""
     import pandas as pd
 
     cohort = (
@@ -557,60 +606,45 @@ def _measure_values(
         if not samples.empty
         else pd.Series(dtype=str)
     )
+    measures: dict[str, Measure] = {}
+
+    def part(rows: pd.DataFrame, make: Callable[[str, str], Measure], column: str) -> pd.DataFrame:
+        keys = list(zip(rows["population"], rows.get("marker", rows["population"]), strict=True))
+        built = {key: make(*key) for key in dict.fromkeys(keys)}  # one Measure per pair
+        measures.update({m.name: m for m in built.values()})
+        return pd.DataFrame(
+            {
+                "patient": rows["patient"],
+                "timepoint": rows["timepoint"],
+                "measure": [built[key].name for key in keys],
+                "value": rows[column],
+                "reason": rows["reason"],
+            }
+        )
+
     parts = []
     if not populations.empty:
         pops = populations[
             (populations["tube"] == STAINED) & populations["population"].isin(cfg.count_populations)
         ]
-        parts.append(
-            pd.DataFrame(
-                {
-                    "patient": pops["patient"],
-                    "timepoint": pops["timepoint"],
-                    "measure": pops["population"] + "_per_ul",
-                    "value": pops["per_ul"],
-                    "reason": pops["reason"],
-                }
-            )
-        )
+        parts.append(part(pops, lambda pop, _m: Measure.per_ul(pop), "per_ul"))
     if not markers.empty:
         stained = markers[markers["tube"] == STAINED]
         rmfi = stained[stained["marker"].isin(cfg.rmfi_markers)]
-        parts.append(
-            pd.DataFrame(
-                {
-                    "patient": rmfi["patient"],
-                    "timepoint": rmfi["timepoint"],
-                    "measure": rmfi["population"]
-                    + "_"
-                    + rmfi["marker"]
-                    + f"_rmfi_{cfg.mfi_statistic}",
-                    "value": rmfi["rmfi"],
-                    "reason": rmfi["reason"],
-                }
-            )
-        )
+        stat = cfg.mfi_statistic
+        parts.append(part(rmfi, lambda pop, m: Measure.rmfi(pop, m, stat), "rmfi"))
         pos = stained[stained["marker"].isin(cfg.positivity_markers)]
-        parts.append(
-            pd.DataFrame(
-                {
-                    "patient": pos["patient"],
-                    "timepoint": pos["timepoint"],
-                    "measure": pos["population"] + "_" + pos["marker"] + "_pct_positive",
-                    "value": pos["pct_positive"],
-                    "reason": pos["reason"],
-                }
-            )
-        )
+        parts.append(part(pos, Measure.pct_positive, "pct_positive"))
     if not parts:
-        return pd.DataFrame(
+        empty = pd.DataFrame(
             columns=["patient", "cohort", "timepoint", "measure", "value", "reason"]
         )
+        return empty, measures
     values = pd.concat(parts, ignore_index=True)
     values["cohort"] = [
         cohort.get((p, t), "") for p, t in zip(values["patient"], values["timepoint"], strict=True)
     ]
-    return values[["patient", "cohort", "timepoint", "measure", "value", "reason"]]
+    return values[["patient", "cohort", "timepoint", "measure", "value", "reason"]], measures
 
 
 def _provenance(
@@ -619,12 +653,12 @@ def _provenance(
     cfg: RunConfig,
     design: Design,
     result: BatchResult,
-    outputs: list[dict[str, Any]],
+    outputs: list[GroupOutput],
     jobs: int,
     timings: dict[str, float],
 ) -> dict[str, Any]:
     samples = result.samples
-    seconds = {name: s for o in outputs for name, s in o["seconds"].items()}
+    seconds = {name: s for o in outputs for name, s in o.seconds.items()}
     return {
         "cytogate_version": __version__,
         "python": platform.python_version(),

@@ -15,6 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cytogate.errors import DesignError
 
+#: FCS keywords naming a file's patient, timepoint and tube (RunConfig.design_keywords)
+DEFAULT_DESIGN_KEYWORDS = {
+    "patient": "CYTOGATE_PATIENT",
+    "timepoint": "CYTOGATE_TIMEPOINT",
+    "tube": "CYTOGATE_TUBE",
+}
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Names = Annotated[list[Name], Field(max_length=1000)]
 
@@ -135,9 +141,7 @@ def validate_config(doc: dict[Any, Any], where: str) -> dict[str, Any]:
         if model.design.pattern is not None:
             values["filename_pattern"] = model.design.pattern
     if "design_keywords" in values:  # a partial mapping keeps the other roles' defaults
-        from cytogate.study.design import RunConfig
-
-        merged = dict(RunConfig().design_keywords)
+        merged = dict(DEFAULT_DESIGN_KEYWORDS)
         merged.update(dict(values["design_keywords"]))
         values["design_keywords"] = tuple(merged.items())
     return values

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cytogate.errors import CytogateError, DesignError
+from cytogate.study.config import DEFAULT_DESIGN_KEYWORDS, validate_config
 
 STUDY_TIMEPOINTS = ("baseline", "day3", "2h", "4h", "6h", "24h")
 STAINED = "stained"
@@ -56,11 +57,7 @@ class RunConfig:
     marker_populations: tuple[str, ...] = ("blasts",)
     count_populations: tuple[str, ...] = ("leukocytes", "blasts")
     design_source: DesignSource = "auto"
-    design_keywords: tuple[tuple[str, str], ...] = (
-        ("patient", "CYTOGATE_PATIENT"),
-        ("timepoint", "CYTOGATE_TIMEPOINT"),
-        ("tube", "CYTOGATE_TUBE"),
-    )
+    design_keywords: tuple[tuple[str, str], ...] = tuple(DEFAULT_DESIGN_KEYWORDS.items())
     filename_pattern: str = r"^(?P<patient>[^_]+)_(?P<timepoint>[^_]+)_(?P<tube>[^_.]+)\.(fcs|lmd)$"
     #: seconds a file may take (read, gate, quantify) before it counts as failed; None: no limit
     file_time_limit_s: float | None = None
@@ -83,7 +80,6 @@ def load_config(run_dir: Path, config_path: Path | None = None) -> RunConfig:
     Only the documented fields, types and ranges are accepted (see :mod:`cytogate.study.config`);
     any other value is one :class:`DesignError` line naming the file and the field.
     """
-    from cytogate.study.config import validate_config
     from cytogate.yamlsafe import load_yaml
 
     path = config_path or (run_dir / CONFIG_NAME)

@@ -112,11 +112,7 @@ def _worker_main(conn: Connection, func: Callable[..., Any], args: tuple[Any, ..
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent()
-    os.environ.update(ONE_THREAD_ENV)
-    with contextlib.suppress(ImportError):  # numpy's BLAS is already loaded: limit it live
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
+    limit_native_threads()
     while True:
         try:
             msg = conn.recv()
@@ -133,6 +129,20 @@ def _worker_main(conn: Connection, func: Callable[..., Any], args: tuple[Any, ..
             conn.send(reply)
         except Exception as exc:  # the result or the exception does not pickle
             conn.send((index, False, RuntimeError(f"{type(exc).__name__}: {exc}")))
+
+
+def limit_native_threads() -> None:
+    """Hold BLAS/OpenMP to one thread in this process: one worker = one core.
+
+    The environment covers libraries loaded later and child processes; threadpoolctl the ones
+    already loaded (numpy's OpenBLAS, loaded before the fork, would otherwise start a thread per
+    core in every worker and its spinning threads compete with the other workers).
+    """
+    os.environ.update(ONE_THREAD_ENV)
+    with contextlib.suppress(ImportError):
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
 
 
 def _die_with_parent() -> None:
@@ -297,6 +307,7 @@ def run_on_dask(
 
     if not items:
         return []
+    client.run(limit_native_threads)  # on every worker now connected
     shared = client.scatter(list(args), broadcast=True, hash=False) if args else []
     futures = [client.submit(func, item, *shared, retries=retries, pure=False) for item in items]
     index = {f.key: i for i, f in enumerate(futures)}

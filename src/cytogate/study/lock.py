@@ -16,6 +16,20 @@ from pathlib import Path
 
 from cytogate.errors import CytogateError
 
+_HELD: set[int] = set()  # lock fds this process holds
+
+
+def _close_in_child() -> None:
+    """A forked worker must not keep the run's lock alive after the run (flock: the lock lives
+    until every copy of the fd is closed; closing the child's copy leaves the parent's lock)."""
+    for fd in list(_HELD):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_in_child)
+
 
 class OutputError(CytogateError):
     """The output folder cannot be used (busy, unwritable, or not cytogate's to replace)."""
@@ -60,6 +74,7 @@ class RunLock:
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()} on {socket.gethostname()}\n".encode())
             self.fd = fd
+            _HELD.add(fd)
             return self
 
     def release(self) -> None:
@@ -67,6 +82,7 @@ class RunLock:
             return
         with contextlib.suppress(OSError):
             self.path.unlink()  # before unlocking, so a waiter re-checks and retries
+        _HELD.discard(self.fd)
         os.close(self.fd)
         self.fd = None
 

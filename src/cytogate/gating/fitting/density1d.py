@@ -3,7 +3,6 @@ see docs/adaptive_gating.md, "threshold")."""
 
 from __future__ import annotations
 
-import math
 from typing import Any, Protocol
 
 import numpy as np
@@ -97,73 +96,93 @@ def valley(x: np.ndarray, spec: CutSettings) -> tuple[float, dict[str, Any]]:
     lo_q, hi_q = np.quantile(x, [0.001, 0.999])
     search = spec.search or (float(lo_q), float(hi_q))
     bw = spec.bandwidth or max((hi_q - lo_q) / 80.0, 1e-12)
-    grid_lo = min(lo_q, search[0]) - 3 * bw
-    grid_hi = max(hi_q, search[1]) + 3 * bw
-    n_bins = 512
-    edges = np.linspace(grid_lo, grid_hi, n_bins + 1)
-    counts, _ = np.histogram(x, edges)
-    width = edges[1] - edges[0]
-    sigma = bw / width
-    half = math.ceil(4 * sigma)
-    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
-    density = np.convolve(counts, kernel / kernel.sum(), mode="same") / (x.size * width)
-    centres = (edges[:-1] + edges[1:]) / 2
-    cum = np.cumsum(counts) / x.size
+    centres, density, cum = smoothed_density(
+        x, min(lo_q, search[0]) - 3 * bw, max(hi_q, search[1]) + 3 * bw, bw
+    )
     info: dict[str, Any] = {"bandwidth": float(bw), "search": [float(s) for s in search]}
-
     inside = np.flatnonzero((centres >= search[0]) & (centres <= search[1]))
-    candidates = []
-    # running maxima give the highest peak on each side of every grid point
-    left_max = np.maximum.accumulate(density)
-    right_max = np.maximum.accumulate(density[::-1])[::-1]
-    for i in inside:
-        if i == 0 or i == n_bins - 1:
-            continue
-        if not (density[i] <= density[i - 1] and density[i] < density[i + 1]):
-            continue
-        flank = min(left_max[i - 1], right_max[i + 1])
-        if flank <= 0:
-            continue
-        depth = 1.0 - density[i] / flank
-        below = cum[i]
-        # expected events within +-1 bandwidth at the valley and at the flank peak
-        c_valley, c_flank = (v * x.size * 2 * bw for v in (density[i], flank))
-        z = (c_flank - c_valley) / math.sqrt(c_flank + c_valley)
-        if (
-            depth >= spec.min_depth
-            and z >= spec.significance
-            and min(below, 1 - below) >= spec.min_mass
-        ):
-            candidates.append((i, depth, flank))
-    info["n_valleys"] = len(candidates)
-    if not candidates:
+    index, depth, flank = _valleys(density, cum, inside, x.size * 2 * bw, spec)
+    info["n_valleys"] = int(index.size)
+    if not index.size:
         raise FitError(f"no valley in [{search[0]:g}, {search[1]:g}] (depth >= {spec.min_depth:g})")
     # among the valleys, only cuts that keep a plausible share of the parent
-    dropped = {i: cum[i] if spec.keep == "above" else 1 - cum[i] for i, _, _ in candidates}
-    plausible = [c for c in candidates if not implausible(spec, dropped[c[0]])]
-    if not plausible:
-        i = candidates[0][0]
-        why = implausible(spec, dropped[i])
-        raise FitError(f"no plausible valley (the first, at {centres[i]:.4g}, {why})")
-    candidates = plausible
+    dropped = cum[index] if spec.keep == "above" else 1 - cum[index]
+    plausible = np.array([not implausible(spec, float(d)) for d in dropped], dtype=bool)
+    if not plausible.any():
+        why = implausible(spec, float(dropped[0]))
+        raise FitError(f"no plausible valley (the first, at {centres[index[0]]:.4g}, {why})")
+    index, depth, flank = index[plausible], depth[plausible], flank[plausible]
     if spec.valley == "first":
-        i, depth, flank = candidates[0]
+        k = 0
     elif spec.valley == "last":
-        i, depth, flank = candidates[-1]
-    else:
-        i, depth, flank = max(candidates, key=lambda c: (c[1], -c[0]))
+        k = index.size - 1
+    else:  # the deepest; the first of equally deep ones
+        k = int(np.argmax(depth))
+    i = int(index[k])
+    cut = _floor_middle(density, centres, i, float(flank[k]), inside)
+    info.update(
+        {
+            "depth": float(depth[k]),
+            "valley_density": float(density[i]),
+            "fraction_below": float(np.mean(x < cut)),
+        }
+    )
+    return cut, info
+
+
+def smoothed_density(
+    x: np.ndarray, lo: float, hi: float, bandwidth: float, bins: int = 512
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bin centres, density, cumulative share) of ``x`` on ``bins`` bins over [lo, hi]: a
+    histogram smoothed by a Gaussian of SD ``bandwidth`` (scipy, truncated at 4 SD)."""
+    from scipy.ndimage import gaussian_filter1d
+
+    edges = np.linspace(lo, hi, bins + 1)
+    counts, _ = np.histogram(x, edges)
+    width = edges[1] - edges[0]
+    smooth = gaussian_filter1d(counts.astype(np.float64), bandwidth / width, mode="constant")
+    centres = (edges[:-1] + edges[1:]) / 2
+    return centres, smooth / (x.size * width), np.cumsum(counts) / x.size
+
+
+def _valleys(
+    density: np.ndarray, cum: np.ndarray, inside: np.ndarray, per_density: float, spec: CutSettings
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Local minima inside the search range deep enough to be valleys: (index, depth, flank).
+
+    The flank is the lower of the highest peaks on the two sides; the valley must be
+    ``min_depth`` below it, ``significance`` SDs of counting noise below it (events within
+    one bandwidth, Poisson: ``per_density`` turns a density into that count), and leave
+    ``min_mass`` of the events on each side.
+    """
+    n = density.size
+    i = inside[(inside > 0) & (inside < n - 1)]
+    i = i[(density[i] <= density[i - 1]) & (density[i] < density[i + 1])]
+    left_max = np.maximum.accumulate(density)
+    right_max = np.maximum.accumulate(density[::-1])[::-1]
+    flank = np.minimum(left_max[i - 1], right_max[i + 1])
+    i, flank = i[flank > 0], flank[flank > 0]
+    depth = 1.0 - density[i] / flank
+    c_valley, c_flank = density[i] * per_density, flank * per_density
+    z = (c_flank - c_valley) / np.sqrt(c_flank + c_valley)
+    below = cum[i]
+    ok = (
+        (depth >= spec.min_depth)
+        & (z >= spec.significance)
+        & (np.minimum(below, 1 - below) >= spec.min_mass)
+    )
+    return i[ok], depth[ok], flank[ok]
+
+
+def _floor_middle(
+    density: np.ndarray, centres: np.ndarray, i: int, flank: float, inside: np.ndarray
+) -> float:
+    """The middle of the valley floor around ``i``: where the density stays within 10 % of the
+    depth above its minimum (a wide empty gap gets its centre, not one noisy end)."""
     floor = density[i] + 0.1 * (flank - density[i])
     a = b = i
     while a - 1 >= inside[0] and density[a - 1] <= floor:
         a -= 1
     while b + 1 <= inside[-1] and density[b + 1] <= floor:
         b += 1
-    cut = float((centres[a] + centres[b]) / 2)
-    info.update(
-        {
-            "depth": float(depth),
-            "valley_density": float(density[i]),
-            "fraction_below": float(np.mean(x < cut)),
-        }
-    )
-    return cut, info
+    return float((centres[a] + centres[b]) / 2)

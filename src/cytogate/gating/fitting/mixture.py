@@ -136,13 +136,13 @@ def bhattacharyya(m1: np.ndarray, c1: np.ndarray, m2: np.ndarray, c2: np.ndarray
 
 def fit_mixture(points: np.ndarray, spec: MixtureSpec) -> Mixture:
     """Fit the mixture (BIC over ``spec.components``) and merge components into clusters."""
-    finite = points[np.all(np.isfinite(points), axis=1)]
-    if finite.shape[0] < 10 * spec.components[0]:
-        raise FitError(f"only {finite.shape[0]} events to fit a mixture")
-    lo, hi = finite.min(axis=0), finite.max(axis=0)  # the region's grid covers every event
+    lo, hi = _extent(points)  # the region's grid covers every event
     # everything below works on a uniform pre-sample (20 x the fit's size): balancing and the
     # weights need no more, and a 10^6-event file then costs what a 10^5-event one does
-    finite = subsample(finite, _PRESAMPLE * spec.subsample, spec.seed + 2)
+    finite = subsample(points, _PRESAMPLE * spec.subsample, spec.seed + 2)
+    finite = finite[np.all(np.isfinite(finite), axis=1)]
+    if finite.shape[0] < 10 * spec.components[0]:
+        raise FitError(f"only {finite.shape[0]} events to fit a mixture")
     unsaturated = finite[~_saturated(finite)]
     if unsaturated.shape[0] < 10 * spec.components[0]:
         raise FitError(f"only {unsaturated.shape[0]} unsaturated events to fit a mixture")
@@ -185,6 +185,20 @@ def fit_mixture(points: np.ndarray, spec: MixtureSpec) -> Mixture:
         lo=lo - _GRID_MARGIN * span,
         hi=hi + _GRID_MARGIN * span,
     )
+
+
+def _extent(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension min and max of the finite points (no copy when all are finite).
+
+    Column by column: numpy's ``min(axis=0)`` on an (n, 2) array is ~10x slower."""
+    lo = np.array([points[:, j].min() for j in range(points.shape[1])])
+    hi = np.array([points[:, j].max() for j in range(points.shape[1])])
+    if np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)):  # NaN or inf propagate
+        return lo, hi
+    finite = points[np.all(np.isfinite(points), axis=1)]
+    if finite.shape[0] == 0:
+        raise FitError("no finite events to fit a mixture")
+    return finite.min(axis=0), finite.max(axis=0)
 
 
 def _fit_by_bic(z: np.ndarray, spec: MixtureSpec, k_hi: int) -> tuple[Any, dict[int, float]]:

@@ -10,7 +10,7 @@ import numpy as np
 
 from cytogate.gating import fields as f
 from cytogate.gating.fields import REQUIRED, Entry, Field, field_table
-from cytogate.gating.fitting.base import STAT_SAMPLE, FitContext, FitError, spread, subsample
+from cytogate.gating.fitting.base import STAT_SAMPLE, FitContext, FitError, spread
 
 BOUND_FIELDS = field_table(
     (
@@ -48,9 +48,9 @@ class Bound:
             assert self.value is not None
             return self.value
         dim = self.dim or default_dim
-        values = ctx.values(self.of, dim)
         # statistics of at most 50,000 events (seeded): exact below, precise enough above
-        values = subsample(values[np.isfinite(values)], STAT_SAMPLE, 0)
+        values = ctx.values(self.of, dim, (STAT_SAMPLE, 0))
+        values = values[np.isfinite(values)]
         if values.size < 3:
             raise FitError(f"reference population '{self.of}' has {values.size} events")
         if self.stat == "quantile":
@@ -101,10 +101,4 @@ def parse_bound(parent: Entry, value: Any, label: str) -> Bound:
 
 def bound_list(entry: Entry, name: str, n: int) -> tuple[Bound | None, ...]:
     """``min``/``max`` of a relative gate: one bound (or null) per dimension."""
-    value = entry.raw(name)
-    if value is None:
-        return (None,) * n
-    values = value if isinstance(value, list) else [value]
-    if len(values) != n:
-        raise entry.fail(name, f"needs {n} value(s), got {len(values)}")
-    return tuple(None if v is None else parse_bound(entry, v, f"field {name!r}") for v in values)
+    return f.per_dimension(entry, name, n, lambda v: parse_bound(entry, v, f"field {name!r}"))

@@ -58,7 +58,7 @@ FIELDS = field_table(
         Field(
             "shape", "posterior (polygon) | ellipse", "posterior", f.choice("posterior", "ellipse")
         ),
-        Field("grid", "posterior: grid cells per axis for the outline", 128, f.count(16)),
+        Field("grid", "posterior: grid cells per axis for the outline", 128, f.count(16, 2048)),
         Field("fallback", f"a fixed gate ({', '.join(FALLBACK_KINDS)}) used when the fit fails"),
     )
 )

@@ -17,13 +17,7 @@ DIMS = Field("dims", "marker names (the gate's dimensions)", REQUIRED)
 
 def bounds(entry: Entry, name: str, n: int) -> tuple[float | None, ...]:
     """``min``/``max``: one number per dimension (``null`` = open), or one number for one dim."""
-    value = entry.raw(name)
-    if value is None:
-        return (None,) * n
-    values = value if isinstance(value, list) else [value]
-    if len(values) != n:
-        raise entry.fail(name, f"needs {n} value(s), got {len(values)}")
-    return tuple(None if v is None else f.number(entry, name, v) for v in values)
+    return f.per_dimension(entry, name, n, lambda v: f.number(entry, name, v))
 
 
 def _box(entry: Entry, n: int | None) -> Rectangle:

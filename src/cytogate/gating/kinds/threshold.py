@@ -195,8 +195,9 @@ def fit_threshold(
     spec: ThresholdGate, name: str, parent: str, points: np.ndarray, ctx: FitContext
 ) -> Fit:
     """Try the gate's methods in order; the first plausible cut (or the fallback) wins."""
-    x = _ratio(points) if spec.ratio else points[:, spec.axis]
-    x = subsample(x[np.isfinite(x)], spec.subsample, spec.seed)
+    rows = subsample(points, spec.subsample, spec.seed)  # bounded: the cost is not per event
+    x = _ratio(rows) if spec.ratio else rows[:, spec.axis]
+    x = x[np.isfinite(x)]
     diag: dict[str, Any] = {"method": "/".join(spec.method), "n_fit": int(x.size)}
     qc: list[str] = []
     cuts: tuple[float, ...] | None = None
@@ -257,13 +258,14 @@ def _statistic_cuts(
     spec: ThresholdGate, method: str, x: np.ndarray, ctx: FitContext
 ) -> tuple[float, ...]:
     if spec.of is not None:
+        limit = (spec.subsample, spec.seed)
         if spec.ratio:
-            a = ctx.values(spec.of, spec.dims[0])
-            b = ctx.values(spec.of, spec.dims[1])
+            a = ctx.values(spec.of, spec.dims[0], limit)
+            b = ctx.values(spec.of, spec.dims[1], limit)
             ref = _ratio(np.column_stack([a, b]))
         else:
-            ref = ctx.values(spec.of, spec.dims[spec.axis])
-        ref = subsample(ref[np.isfinite(ref)], spec.subsample, spec.seed)
+            ref = ctx.values(spec.of, spec.dims[spec.axis], limit)
+        ref = ref[np.isfinite(ref)]
         if ref.size < 3:
             raise FitError(f"reference population '{spec.of}' has {ref.size} events")
     else:
