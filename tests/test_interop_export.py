@@ -78,3 +78,45 @@ def test_duplicate_names_and_other_matrices_are_refused(gated, tmp_path):
     with pytest.raises(CytogateError, match="another matrix"):
         export_workspace([pairs[0], (sample, other)], tmp_path / "x.wsp")
     assert not (tmp_path / "x.wsp").exists()
+
+
+def test_batch_export_wsp_opens_in_flowkit_with_populations_csv_counts(tmp_path):
+    """``cytogate batch --export-wsp`` writes the gates the batch applied (from its per-file
+    outcomes, no re-gating); flowkit.Workspace gives the counts of populations.csv for every
+    file and population. Files: the bundled simulated run (8 files, stained and isotype)."""
+    import shutil
+    from pathlib import Path
+
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from cytogate.cli import cli
+
+    run42 = Path(__file__).parent.parent / "sample_fcs" / "run42"
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("P01_baseline", "P01_24h", "P02_baseline", "P02_24h"):
+        for tube in ("stained", "isotype"):
+            shutil.copy(run42 / f"{name}_{tube}.fcs", run)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        cli, ["batch", str(run), "--no-plots", "-q", "-j", "1", "-o", str(out), "--export-wsp"]
+    )
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(out / "populations.csv")
+    files = sorted(table["file"].unique())
+    assert len(files) == 8
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        workspace = fk.Workspace(
+            str(out / "flowjo" / "cytogate.wsp"), fcs_samples=[str(run / f) for f in files]
+        )
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        workspace.analyze_samples(group_name="cytogate", use_mp=False)
+        for row in table.itertuples():
+            theirs = int(workspace.get_gate_membership(row.file, row.population).sum())
+            assert theirs == row.count, (row.file, row.population)
+    assert sorted(p.name for p in (out / "flowjo" / "gatingml").glob("*.xml")) == [
+        f.replace(".fcs", ".xml") for f in files
+    ]

@@ -421,6 +421,12 @@ def _simulate_cd34(outdir: Path, patients: int, seed: int, blast_options: bool) 
     help="Run the per-file jobs on a dask.distributed scheduler (e.g. tcp://host:8786); the "
     "workers must see the run folder at the same path.",
 )
+@click.option(
+    "--export-wsp",
+    is_flag=True,
+    help="Also write the gates applied to every file as OUT/flowjo/cytogate.wsp (FlowJo 10) and "
+    "OUT/flowjo/gatingml/<file>.xml.",
+)
 @_user_errors
 def batch(
     run_dir: Path,
@@ -436,6 +442,7 @@ def batch(
     plot_dpi: int | None,
     time_limit: float | None,
     scheduler: str | None,
+    export_wsp: bool,
 ) -> None:
     """Gate and quantify every file of a run; write tables, paired statistics, plots, report.
 
@@ -486,7 +493,25 @@ def batch(
         files = [run_dir / f for f in result.samples["file"]]
         for path in write_cd34_figures(result.extra["cd34"], files, out):
             click.echo(f"CD34 figure: {path}")
+    if export_wsp:
+        _export_batch_gates(result, Path(out), template, group)
     sys.exit(result.exit_status)
+
+
+def _export_batch_gates(result: Any, out: Path, template: str | None, group: str | None) -> None:
+    """``batch --export-wsp``: the gates the batch applied (its outcomes), as FlowJo/GatingML."""
+    from cytogate.gating.external import ExternalTemplate
+    from cytogate.gating.template import load_template
+    from cytogate.interop.workspace_export import export_batch_gates
+
+    info = result.run["template"]
+    tmpl = load_template(_template(template, group) if template else info["path"] or info["name"])
+    if isinstance(tmpl, ExternalTemplate):
+        raise CytogateError(
+            f"--export-wsp: the template is already a GatingML/FlowJo document ({tmpl.source})"
+        )
+    written = export_batch_gates(result.outcomes, tmpl, out / "flowjo")
+    click.echo(f"FlowJo workspace: {written[0]}; GatingML per file in {written[0].parent}/gatingml")
 
 
 @contextlib.contextmanager

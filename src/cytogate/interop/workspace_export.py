@@ -32,9 +32,10 @@ from cytogate.errors import CytogateError
 
 if TYPE_CHECKING:  # pragma: no cover
     from cytogate.gating.engine import GatingResult
+    from cytogate.gating.model import Template
     from cytogate.io.fcs import Sample
 
-__all__ = ["export_gatingml_per_file", "export_workspace"]
+__all__ = ["export_batch_gates", "export_gatingml_per_file", "export_workspace"]
 
 
 def export_workspace(
@@ -46,25 +47,65 @@ def export_workspace(
     """Write the gates applied to each file as one FlowJo 10 workspace at ``path``."""
     import warnings
 
-    import flowkit as fk
-    from flowkit._utils.wsp_utils import export_flowjo_wsp
-
     from cytogate.interop.flowkit_export import to_flowkit_strategy
 
     pairs = list(samples_and_results)
     if not pairs:
         raise CytogateError(f"{path}: no gated files to export")
-    names = [s.path.name for s, _ in pairs]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # agreement caveats are warned by to_flowkit_strategy
+        strategies = [to_flowkit_strategy(result, sample) for sample, result in pairs]
+    return _write_workspace(strategies, [s for s, _ in pairs], Path(path), group)
+
+
+def export_batch_gates(
+    outcomes: Sequence[Any],
+    template: Template,
+    out: str | os.PathLike[str],
+    *,
+    group: str = "cytogate",
+) -> list[Path]:
+    """The gates a batch applied (its per-file outcomes) as ``out/cytogate.wsp`` and
+    ``out/gatingml/<file stem>.xml``; failed files are left out."""
+    import warnings
+
+    from cytogate.interop.flowkit_export import strategy_from_outcome, write_gatingml
+    from cytogate.io.fcs import read_fcs
+
+    done = [o for o in outcomes if o.ok]
+    if not done:
+        raise CytogateError(f"{out}: no file of the run was gated; nothing to export")
+    target = Path(out)
+    (target / "gatingml").mkdir(parents=True, exist_ok=True)
+    samples = [read_fcs(o.file) for o in done]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        strategies = [
+            strategy_from_outcome(o, template, s) for o, s in zip(done, samples, strict=True)
+        ]
+        written = [_write_workspace(strategies, samples, target / "cytogate.wsp", group)]
+        for strategy, sample in zip(strategies, samples, strict=True):
+            doc = target / "gatingml" / f"{sample.path.stem}.xml"
+            written.append(write_gatingml(strategy, template, doc))
+    return written
+
+
+def _write_workspace(strategies: list[Any], samples: list[Sample], path: Path, group: str) -> Path:
+    import warnings
+
+    import flowkit as fk
+    from flowkit._utils.wsp_utils import export_flowjo_wsp
+
+    names = [s.path.name for s in samples]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise CytogateError(f"{path}: file names must be unique in a workspace: {', '.join(dupes)}")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # agreement caveats are warned by to_flowkit_strategy
-        strategies = [to_flowkit_strategy(result, sample) for sample, result in pairs]
-        _check_shared(strategies, names, Path(path))
+        warnings.simplefilter("ignore")
+        _check_shared(strategies, names, path)
         deferred = _boolean_subtrees(strategies[0])
         stripped = [_without(strategy, deferred) for strategy in strategies]
-        fk_samples = [fk.Sample(str(s.path), sample_id=s.path.name) for s, _ in pairs]
+        fk_samples = [fk.Sample(str(s.path), sample_id=s.path.name) for s in samples]
         buffer = io.BytesIO()
         export_flowjo_wsp(stripped[0], group, fk_samples, buffer)
         payload = _per_sample_xml(buffer.getvalue(), strategies, stripped, names, deferred)
