@@ -88,6 +88,9 @@ def plan_panels(view: EventView) -> tuple[list[_PanelPlan], list[str]]:
         if g.status != "applied":
             notes.append(f"{g.name}: {g.note or 'skipped'}")
             continue
+        if getattr(g.geometry, "description", None) is not None:  # ExternalGeometry: no shape
+            notes.append(f"{g.name}: {g.note}; not drawn")
+            continue
         if isinstance(g.geometry, Boolean):
             ops = f" {g.geometry.op} ".join(g.geometry.operands)
             if g.geometry.op == "not":
