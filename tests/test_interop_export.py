@@ -120,3 +120,22 @@ def test_batch_export_wsp_opens_in_flowkit_with_populations_csv_counts(tmp_path)
     assert sorted(p.name for p in (out / "flowjo" / "gatingml").glob("*.xml")) == [
         f.replace(".fcs", ".xml") for f in files
     ]
+
+
+def test_gates_flowkits_writer_lacks_are_one_clear_error(tmp_path):
+    from pathlib import Path
+
+    from cytogate.gating.loader import parse_template
+
+    template = parse_template(
+        "name: ell\npanel: {A: '^channel_A$', B: '^channel_B$'}\ncompensation: none\n"
+        "scales: {default: {kind: linear, top: 1}}\ngates:\n"
+        "  - {name: e, kind: ellipse, dims: [A, B], center: [0.5, 0.5],"
+        " covariance: [[0.01, 0], [0, 0.01]]}\n",
+        Path("ell.yaml"),
+    )
+    examples = Path(__file__).parent / "data" / "flowjo_examples"
+    sample = read_fcs(examples / "test_data_diamond_01.fcs")
+    with pytest.raises(CytogateError, match="FlowKit cannot write.*EllipsoidGate"):
+        export_workspace([(sample, gate(sample, template))], tmp_path / "e.wsp")
+    assert not (tmp_path / "e.wsp").exists()

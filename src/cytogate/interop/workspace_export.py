@@ -107,7 +107,12 @@ def _write_workspace(strategies: list[Any], samples: list[Sample], path: Path, g
         stripped = [_without(strategy, deferred) for strategy in strategies]
         fk_samples = [fk.Sample(str(s.path), sample_id=s.path.name) for s in samples]
         buffer = io.BytesIO()
-        export_flowjo_wsp(stripped[0], group, fk_samples, buffer)
+        try:
+            export_flowjo_wsp(stripped[0], group, fk_samples, buffer)
+        except NotImplementedError as exc:  # FlowKit 1.3.2 writes rectangles and polygons only
+            raise CytogateError(
+                f"{path}: FlowKit cannot write this template's gates: {exc}"
+            ) from exc
         payload = _per_sample_xml(buffer.getvalue(), strategies, stripped, names, deferred)
     return atomic_write_bytes(path, [payload])
 
