@@ -136,6 +136,6 @@ def test_gates_flowkits_writer_lacks_are_one_clear_error(tmp_path):
     )
     examples = Path(__file__).parent / "data" / "flowjo_examples"
     sample = read_fcs(examples / "test_data_diamond_01.fcs")
-    with pytest.raises(CytogateError, match="FlowKit cannot write.*EllipsoidGate"):
+    with pytest.raises(CytogateError, match=r"FlowKit cannot write.*EllipsoidGate"):
         export_workspace([(sample, gate(sample, template))], tmp_path / "e.wsp")
     assert not (tmp_path / "e.wsp").exists()
