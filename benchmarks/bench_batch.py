@@ -18,7 +18,7 @@ configuration runs in its own fresh subprocess, so its peak memory is its own:
   population, for every file, one after the other, with ``gate_sample``'s default and with its
   opt-in ``cache_events=True``. Wall time is that per-file loop only: interpreter start,
   ``import flowkit`` and unpickling the strategies are excluded (printed apart). The strategies
-  (one per file, :func:`cytogate.gating.flowkit_bridge.to_flowkit_strategy` of that file's
+  (one per file, :func:`cytogate.interop.flowkit_export.to_flowkit_strategy` of that file's
   cytogate result with the template the batch uses, so the gates are identical) are built
   beforehand in a setup subprocess; their construction time is printed apart, not charged to
   FlowKit. FlowKit does not quantify or run statistics, so the comparison is conservative for
@@ -184,8 +184,8 @@ def build_strategies(run: Path, rows: list[dict[str, str]], path: Path) -> tuple
     """
     import cytogate
     from cytogate import read_fcs
-    from cytogate.gating.flowkit_bridge import to_flowkit_strategy
     from cytogate.gating.template import load_template
+    from cytogate.interop.flowkit_export import to_flowkit_strategy
     from cytogate.study.design import load_config
 
     template = load_template(load_config(run).template)  # the template the batch will use

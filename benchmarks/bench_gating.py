@@ -13,7 +13,7 @@ the file is in the page cache for all of them, so this measures CPU work, not th
   fit the data-driven gates + evaluate every gate) with the fixed template (``--template``) and
   with the adaptive default template (``--adaptive``);
 * FlowKit   ``flowkit.Sample(path)``, then ``GatingStrategy.gate_sample`` with the fixed 4-gate
-  hierarchy :mod:`cytogate.gating.flowkit_bridge` builds for the fixed template (built once,
+  hierarchy :mod:`cytogate.interop.flowkit_export` builds for the fixed template (built once,
   outside the timing, as a FlowKit user would load a GatingML file once).
 
 Goals (issue 12): FlowKit fixed ÷ cytogate adaptive >= 10; cytogate fixed ÷ floor <= 5. The
@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import cytogate
     from cytogate import read_fcs
-    from cytogate.gating.flowkit_bridge import flowkit_memberships, to_flowkit_strategy
     from cytogate.gating.template import load_template
+    from cytogate.interop.flowkit_export import flowkit_memberships, to_flowkit_strategy
     from cytogate.sim.simulate import StudyConfig, write_benchmark_file
 
     template = load_template(args.template)

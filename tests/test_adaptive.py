@@ -442,7 +442,7 @@ def test_default_template_gates_an_fc500_style_fcs2_file(tmp_path, pne_log):
     singlets = result.gate_of("singlets")
     assert singlets.status == "skipped" and "FSC-H" in singlets.note
     assert np.array_equal(result.mask("singlets"), result.mask("cells"))
-    assert result.gate_of("leukocytes").channels == ("FL3 Log",)
+    assert result.gate_of("leukocytes").channels == ("FL3 Log", "SS Log")  # the CD45/SSC map
     scale = result.scale_for("CD45")
     if pne_log == "4,0":  # read_fcs gave 10**(4 x / 1024); log(T=10^4, M=4) maps it back to x
         assert scale.kind == "log" and scale.params["T"] == 1e4 and scale.params["M"] == 4.0

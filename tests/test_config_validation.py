@@ -230,16 +230,16 @@ def test_marker_resolving_to_no_channel_fails_early_with_exit_2(tmp_path):
 
     from cytogate.gating.template import list_templates
 
-    (run / "cytogate.yaml").write_text("rmfi_markers: [CD114]\n")
-    # a panel whose CD114 patterns match nothing: the typo case
+    (run / "cytogate.yaml").write_text("rmfi_markers: [CD1l4]\n")
+    # a misspelt marker (l for 1) whose pattern matches no channel: the typo case
     template = tmp_path / "typo.yaml"
     doc = yaml.safe_load(Path(list_templates()["aml_blasts_cd45_ssc"]).read_text())
-    doc["panel"]["CD114"] = ["^no-such-channel$"]
+    doc["panel"]["CD1l4"] = ["^CD1l4$"]
     template.write_text(yaml.safe_dump(doc))
     out = tmp_path / "o"
     result = CliRunner().invoke(cli, ["batch", str(run), "-t", str(template), "--out", str(out)])
     assert result.exit_code == 2
-    assert "marker 'CD114' matches no channel" in result.output
+    assert "marker 'CD1l4' matches no channel" in result.output
     assert not out.exists()
 
 
@@ -260,7 +260,9 @@ def test_mixture_grid_is_bounded_in_the_template(tmp_path):
     from cytogate.gating.template import list_templates, load_template
 
     doc = yaml.safe_load(Path(list_templates()["aml_blasts_cd45_ssc"]).read_text())
-    gate = next(g for g in doc["gates"] if g.get("kind") == "cluster")
+    # the default template has no cluster gate any more (leukomap): add one
+    gate = {"name": "c", "parent": "leukocytes", "kind": "cluster", "dims": ["CD45", "SSC-A"]}
+    doc["gates"].append(gate)
     gate["grid"] = 30_000  # 6.7 GiB of grid before the bound
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(doc))

@@ -2,7 +2,7 @@
 
 FlowKit is the reference our users trust, so this is the strongest correctness check we have.
 Each test writes a real FCS file (FlowKit reads files), gates it with cytogate and with FlowKit
-(the strategy from :mod:`cytogate.gating.flowkit_bridge`) and requires *identical* membership
+(the strategy from :mod:`cytogate.interop.flowkit_export`) and requires *identical* membership
 for every population.
 
 Why identical, not "close": both tools run the same flowutils code for compensation (same
@@ -34,13 +34,13 @@ import pytest
 
 from cytogate.errors import CytogateError
 from cytogate.gating.engine import GatingResult, gate
-from cytogate.gating.flowkit_bridge import (
+from cytogate.gating.template import parse_template
+from cytogate.interop.flowkit_export import (
     FlowKitAgreementWarning,
     export_gatingml,
     flowkit_memberships,
     to_flowkit_strategy,
 )
-from cytogate.gating.template import parse_template
 from cytogate.io.fcs import read_fcs
 from cytogate.io.fcs_writer import write_fcs
 from tests.conftest import make_sample
@@ -219,7 +219,7 @@ def test_default_template_on_a_simulated_file(tmp_path, template):
     _nontrivial(result)
     assert result.count("blasts") > 500
     if template == "aml_blasts_cd45_ssc":  # fitted gates are ordinary geometries FlowKit gets
-        assert result.gate_of("blasts").kind == "cluster"
+        assert result.gate_of("blasts").kind == "leukomap"
         assert isinstance(result.gate_of("blasts").geometry, Polygon)
     _assert_same(result, _flowkit_masks(result, path))
     # FlowKit's own reading of the file's $SPILLOVER ("FCS" reference) agrees as well
@@ -470,7 +470,7 @@ def test_errors_name_the_problem(tmp_path):
 
 def test_importing_the_bridge_does_not_import_flowkit():
     code = (
-        "import sys, cytogate, cytogate.gating.flowkit_bridge\n"
+        "import sys, cytogate, cytogate.interop.flowkit_export\n"
         "assert 'flowkit' not in sys.modules, 'flowkit imported eagerly'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -39,8 +39,9 @@ def test_bundled_default_template_loads_by_name():
     assert len(tmpl.sha256) == 64
     assert [v.dims for v in tmpl.gates[1].variants] == [("FSC-A", "FSC-H"), ("FSC-W",)]
     kinds = {g.name: g.kind for g in tmpl.gates}
-    assert kinds["cells"] == kinds["singlets"] == kinds["leukocytes"] == "threshold"
-    assert kinds["blasts"] == kinds["lymphocytes"] == "cluster"
+    assert kinds["cells"] == kinds["singlets"] == "threshold"
+    # one CD45/SSC leukocyte map per file names leukocytes and the four populations
+    assert kinds["leukocytes"] == kinds["blasts"] == kinds["lymphocytes"] == "leukomap"
     assert tmpl.gates[1].optional  # FS Lin only (FC500 era): skipped
 
 
@@ -220,6 +221,7 @@ def test_every_kind_is_registered_once_with_its_fields_documented():
         "ellipse",
         "quadrant",
         "boolean",
+        "leukomap",
         "cluster",
         "relative",
         "threshold",

@@ -101,7 +101,12 @@ def inspect(file: Path, as_json: bool) -> None:
     "--template",
     default="aml_blasts_cd45_ssc",
     show_default=True,
-    help="Bundled template name or path to a YAML template.",
+    help="Bundled template name, or path to a YAML template, GatingML .xml or FlowJo .wsp.",
+)
+@click.option(
+    "--group",
+    default=None,
+    help="With a FlowJo .wsp template: the sample group whose gates to use (default All Samples).",
 )
 @click.option(
     "--compensation", default=None, help="Override the template: 'file', 'none' or a spillover CSV."
@@ -114,12 +119,14 @@ def inspect(file: Path, as_json: bool) -> None:
     show_default=True,
 )
 @_user_errors
-def gate_command(file: Path, template: str, compensation: str | None, fmt: str) -> None:
+def gate_command(
+    file: Path, template: str, group: str | None, compensation: str | None, fmt: str
+) -> None:
     """Gate one FCS file with a template and print its population table."""
     from cytogate.gating.engine import gate
     from cytogate.io.fcs import read_fcs
 
-    result = gate(read_fcs(file), template, compensation=compensation)
+    result = gate(read_fcs(file), _template(template, group), compensation=compensation)
     table = result.table()
     if fmt == "csv":
         click.echo(table.to_csv(index=False), nl=False)
@@ -345,7 +352,13 @@ def _simulate_cd34(outdir: Path, patients: int, seed: int, blast_options: bool) 
     "-t",
     "--template",
     default=None,
-    help="Template name or path (default: the run config's, else aml_blasts_cd45_ssc).",
+    help="Template name or path: YAML, GatingML .xml or FlowJo .wsp (default: the run config's,"
+    " else aml_blasts_cd45_ssc).",
+)
+@click.option(
+    "--group",
+    default=None,
+    help="With a FlowJo .wsp template: the sample group whose gates to use (default All Samples).",
 )
 @click.option(
     "-c",
@@ -408,10 +421,17 @@ def _simulate_cd34(outdir: Path, patients: int, seed: int, blast_options: bool) 
     help="Run the per-file jobs on a dask.distributed scheduler (e.g. tcp://host:8786); the "
     "workers must see the run folder at the same path.",
 )
+@click.option(
+    "--export-wsp",
+    is_flag=True,
+    help="Also write the gates applied to every file as OUT/flowjo/cytogate.wsp (FlowJo 10) and "
+    "OUT/flowjo/gatingml/<file>.xml.",
+)
 @_user_errors
 def batch(
     run_dir: Path,
     template: str | None,
+    group: str | None,
     config_path: Path | None,
     out: Path | None,
     jobs: int | None,
@@ -422,6 +442,7 @@ def batch(
     plot_dpi: int | None,
     time_limit: float | None,
     scheduler: str | None,
+    export_wsp: bool,
 ) -> None:
     """Gate and quantify every file of a run; write tables, paired statistics, plots, report.
 
@@ -439,7 +460,7 @@ def batch(
     with _dask_client(scheduler) as client, batch_progress(enabled=not quiet) as progress:
         result = run_batch(
             run_dir,
-            template=template,
+            template=_template(template, group) if template else None,
             config=config_path,
             out=out,
             jobs=jobs,
@@ -472,7 +493,25 @@ def batch(
         files = [run_dir / f for f in result.samples["file"]]
         for path in write_cd34_figures(result.extra["cd34"], files, out):
             click.echo(f"CD34 figure: {path}")
+    if export_wsp:
+        _export_batch_gates(result, Path(out), template, group)
     sys.exit(result.exit_status)
+
+
+def _export_batch_gates(result: Any, out: Path, template: str | None, group: str | None) -> None:
+    """``batch --export-wsp``: the gates the batch applied (its outcomes), as FlowJo/GatingML."""
+    from cytogate.gating.external import ExternalTemplate
+    from cytogate.gating.template import load_template
+    from cytogate.interop.workspace_export import export_batch_gates
+
+    info = result.run["template"]
+    tmpl = load_template(_template(template, group) if template else info["path"] or info["name"])
+    if isinstance(tmpl, ExternalTemplate):
+        raise CytogateError(
+            f"--export-wsp: the template is already a GatingML/FlowJo document ({tmpl.source})"
+        )
+    written = export_batch_gates(result.outcomes, tmpl, out / "flowjo")
+    click.echo(f"FlowJo workspace: {written[0]}; GatingML per file in {written[0].parent}/gatingml")
 
 
 @contextlib.contextmanager
@@ -521,7 +560,12 @@ def _plot_progress(out: Path) -> Callable[[int, int], None]:
     "--template",
     default="aml_blasts_cd45_ssc",
     show_default=True,
-    help="Bundled template name or path to a YAML template.",
+    help="Bundled template name, or path to a YAML template, GatingML .xml or FlowJo .wsp.",
+)
+@click.option(
+    "--group",
+    default=None,
+    help="With a FlowJo .wsp template: the sample group whose gates to use (default All Samples).",
 )
 @click.option(
     "-o",
@@ -544,6 +588,7 @@ def _plot_progress(out: Path) -> Callable[[int, int], None]:
 def plot_command(
     file: Path,
     template: str,
+    group: str | None,
     out: Path | None,
     control: Path | None,
     dpi: int,
@@ -552,9 +597,146 @@ def plot_command(
     """Draw one sample's gate plots (one panel per gate, in the template's order)."""
     from cytogate.viz.plots import plot_sample
 
-    written = plot_sample(file, template, out, control=control, dpi=dpi, compensation=compensation)
+    written = plot_sample(
+        file, _template(template, group), out, control=control, dpi=dpi, compensation=compensation
+    )
     for path in written:
         click.echo(str(path))
+
+
+@cli.command(name="compare")
+@click.argument("run", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "-r",
+    "--reference",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Expert gating: a FlowJo .wsp, a GatingML .xml, or per-event labels (.csv, or a folder "
+    "of <file stem>.csv).",
+)
+@click.option(
+    "-t",
+    "--template",
+    default="aml_blasts_cd45_ssc",
+    show_default=True,
+    help="cytogate's side: template name or path (YAML, GatingML .xml, FlowJo .wsp).",
+)
+@click.option("--group", default=None, help="FlowJo sample group (for a .wsp reference/template).")
+@click.option(
+    "-m",
+    "--map",
+    "mapping",
+    multiple=True,
+    help="REFERENCE=OURS population names (repeatable or comma-separated), e.g. Blasts=blasts; "
+    "labels may be joined with '+'. Default: the populations named alike on both sides.",
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder for agreement.csv and bland_altman.png (default: RUN/cytogate_compare).",
+)
+@click.option(
+    "--worst",
+    type=click.IntRange(0, 100),
+    default=3,
+    show_default=True,
+    help="Gate plots (cytogate's and the reference's) of this many worst files, in worst/.",
+)
+@_user_errors
+def compare_command(
+    run: Path,
+    reference: Path,
+    template: str,
+    group: str | None,
+    mapping: tuple[str, ...],
+    out: Path | None,
+    worst: int,
+) -> None:
+    """Agreement of cytogate's gating of RUN (a folder of FCS files, or one file) with an
+    expert's: agreement.csv (per file x population, worst first) and a Bland-Altman plot."""
+    from cytogate.interop.compare import run_compare
+
+    chosen = _template(template, group)
+    written = run_compare(run, reference, chosen, mapping=mapping, out=out, group=group)
+    written += _worst_plots(written[0], run, chosen, reference, group, worst)
+    for path in written:
+        click.echo(str(path))
+
+
+def _worst_plots(
+    agreement: Path, run: Path, template: Any, reference: Path, group: str | None, n: int
+) -> list[Path]:
+    """Gate plots of the ``n`` worst files: cytogate's gates and, for a .wsp/.xml reference,
+    the reference's gates on the same events (``worst/<stem>_cytogate.png``, ``_reference``)."""
+    import pandas as pd
+
+    from cytogate.viz.plots import plot_sample
+
+    table = pd.read_csv(agreement)
+    folder = run if run.is_dir() else run.parent
+    files = list(dict.fromkeys(table["file"]))[:n]
+    ref = reference.suffix.lower() in (".wsp", ".xml")
+    ref_template = _template(str(reference), group) if ref and group else str(reference)
+    out = []
+    for name in files:
+        fcs = folder / name
+        target = agreement.parent / "worst" / f"{Path(name).stem}_cytogate.png"
+        target.parent.mkdir(exist_ok=True)
+        out += plot_sample(fcs, template, target, dpi=100)
+        if ref:
+            other = target.with_name(f"{Path(name).stem}_reference.png")
+            out += plot_sample(fcs, ref_template, other, dpi=100)
+    return out
+
+
+@cli.command(name="export")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["anndata", "wsp", "gatingml"]),
+    default="anndata",
+    show_default=True,
+    help="anndata: one .h5ad per file; wsp: one FlowJo 10 workspace; gatingml: one per file.",
+)
+@click.option(
+    "-t",
+    "--template",
+    default="aml_blasts_cd45_ssc",
+    show_default=True,
+    help="Template name or path (YAML, GatingML .xml, FlowJo .wsp).",
+)
+@click.option("--group", default=None, help="FlowJo sample group (with a .wsp template).")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder (default: cytogate_export beside SOURCE's files).",
+)
+@_user_errors
+def export_command(
+    source: Path, fmt: str, template: str, group: str | None, out: Path | None
+) -> None:
+    """Gate SOURCE (an FCS file, or the FCS files of a run folder) and export the events and
+    memberships (AnnData) or the gates applied to each file (FlowJo workspace, GatingML)."""
+    from cytogate.interop.export import run_export
+
+    for path in run_export(source, fmt, _template(template, group), out):
+        click.echo(str(path))
+
+
+def _template(template: str, group: str | None) -> Any:
+    """The template argument as given, or a FlowJo workspace's ``--group``."""
+    if group is None:
+        return template
+    if not template.lower().endswith(".wsp"):
+        raise click.UsageError("--group applies to a FlowJo workspace (.wsp) template only")
+    from cytogate.interop.flowjo import load_workspace
+
+    return load_workspace(template, group)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from cytogate.errors import GatingError, PanelError
+from cytogate.gating.external import ExternalTemplate
 from cytogate.gating.fitting.base import FitError, empty_gate, sample_indices
 from cytogate.gating.gates import Boolean, Geometry, Quadrant
 from cytogate.gating.kinds import KINDS, kind_of
@@ -265,6 +266,10 @@ def gate(
     is fitted on this file and flagged.
     """
     tmpl = load_template(template or "aml_blasts_cd45_ssc")
+    if isinstance(tmpl, ExternalTemplate):  # GatingML/FlowJo: evaluated by FlowKit
+        return tmpl.gate_sample(
+            sample, compensation=compensation, reference=reference, pinned=pinned
+        )
     comp, comp_note, spillover = _compensate(sample, tmpl, compensation)
     result = GatingResult(
         sample=sample,

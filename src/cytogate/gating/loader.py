@@ -93,10 +93,15 @@ def list_templates() -> dict[str, Path]:
 
 
 def load_template(name_or_path: str | Path | Template) -> Template:
-    """Load a template by bundled name (``"aml_blasts_cd45_ssc"``) or by path to a YAML file."""
+    """Load a template by bundled name (``"aml_blasts_cd45_ssc"``) or by path to a YAML file,
+    a GatingML 2.0 document (``.xml``) or a FlowJo 10 workspace (``.wsp``)."""
     if isinstance(name_or_path, Template):
         return name_or_path
     path = Path(name_or_path)
+    if path.suffix.lower() in (".xml", ".wsp"):  # GatingML / FlowJo: see gating/external.py
+        from cytogate.gating.external import load_external
+
+        return load_external(path)
     if not path.is_file():
         bundled = list_templates()
         key = path.name.removesuffix(".yaml").removesuffix(".yml")

@@ -159,6 +159,7 @@ def process_group(
         markers += [{**_keys(group.stained), **r} for r in s_rows]
         if control is not None and group.control is not None:
             markers += [{**_keys(group.control), **r} for r in c_rows]
+            _flag_draw(state.out_populations, stained, control, group, template, config)
     return GroupOutput(
         samples=tuple(state.out_samples),
         populations=tuple(state.out_populations),
@@ -167,6 +168,34 @@ def process_group(
         outcomes=tuple(state.outcomes),
         pins={group.patient: baseline_pins} if baseline_pins is not None else {},
     )
+
+
+def _flag_draw(
+    populations: list[dict[str, Any]],
+    stained: GatingResult,
+    control: GatingResult,
+    group: SampleGroup,
+    template: Template,
+    config: RunConfig,
+) -> None:
+    """Flag the blasts of both tubes when their blast shares of one draw disagree."""
+    from cytogate.analysis.draw_agreement import draw_disagreement
+
+    blasts = template.roles.get("blasts", "blasts")
+    why = draw_disagreement(
+        stained,
+        control,
+        f"{group.patient} {group.timepoint}",
+        config.control_tube,
+        blasts,
+        template.roles.get("leukocytes", "leukocytes"),
+    )
+    if not why:
+        return
+    for r in populations:
+        if r.get("population") == blasts and "qc_flag" in r:
+            r["qc_flag"] = True
+            r["qc_reason"] = "; ".join(x for x in (r.get("qc_reason"), why) if x)
 
 
 def _gate_one(
@@ -207,6 +236,7 @@ def _gate_one(
         outcome = record_outcome(
             result,
             file=row.file,
+            name=row.name,
             patient=row.patient,
             timepoint=row.timepoint,
             tube=row.tube,

@@ -18,28 +18,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from cytogate.errors import CytogateError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cytogate.gating.engine import GatingResult
+    from cytogate.gating.engine import AppliedGate, GatingResult
     from cytogate.gating.gates import Geometry
     from cytogate.io.fcs import Sample
     from cytogate.model.transforms import Scale
 
 FileStatus = Literal["ok", "failed"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class AppliedGateRecord:
-    """One template gate as applied to one file (``geometry`` None when skipped)."""
-
-    name: str
-    parent: str
-    kind: str
-    status: Literal["applied", "skipped"]
-    geometry: Geometry | None
-    dims: tuple[str, ...]
-    channels: tuple[str, ...]
-    populations: tuple[str, ...]  # the populations it defines (a quadrant defines several)
-    note: str = ""
-    qc: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,7 +61,9 @@ class FileOutcome:
     template: str = ""
     compensation: str = ""  # which matrix, in words
     spillover: CompensationRecord | None = None
-    gates: tuple[AppliedGateRecord, ...] = ()
+    gates: tuple[AppliedGate, ...] = ()  # as the engine applied them (fitted geometries)
+    #: gate name -> the populations it defines (a quadrant defines several, even if skipped)
+    defines: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     dimensions: Mapping[str, DimensionRecord] = field(default_factory=dict)
     channel_map: Mapping[str, str] = field(default_factory=dict)  # marker -> $PnN
     counts: Mapping[str, int] = field(default_factory=dict)
@@ -106,9 +92,13 @@ class FileOutcome:
         total = self.n_events if parent == "root" else self.counts[parent]
         return 100.0 * self.counts[population] / total if total else float("nan")
 
-    def gate_of(self, population: str) -> AppliedGateRecord:
+    def populations_of(self, gate: AppliedGate) -> tuple[str, ...]:
+        """The populations ``gate`` defines in this file's template."""
+        return tuple(self.defines.get(gate.name, (gate.name,)))
+
+    def gate_of(self, population: str) -> AppliedGate:
         for g in self.gates:
-            if population in g.populations:
+            if population in self.populations_of(g):
                 return g
         raise KeyError(population)
 
@@ -167,7 +157,7 @@ def record_outcome(
     its control tube: recording a dimension resolves the panel's other markers in ``result``.
     """
     sample = result.sample
-    gates = tuple(_gate_record(g) for g in result.gates)
+    gates = tuple(result.gates)
     cmap = dict(channel_map if channel_map is not None else result.channel_map())
     path = Path(file) if file is not None else sample.path
     return FileOutcome(
@@ -183,30 +173,13 @@ def record_outcome(
         compensation=result.compensation,
         spillover=_spillover(result),
         gates=gates,
+        defines={spec.name: tuple(spec.populations()) for spec in result.template.gates},
         dimensions=_dimensions(result, sample),
         channel_map=cmap,
         counts={pop: result.count(pop) for pop in result.populations},
         parents={pop: result.parent(pop) for pop in result.populations},
         qc=result.qc_flags(),
         keywords={k: str(sample.keywords[k]) for k in _DESIGN_KEYWORDS if k in sample.keywords},
-    )
-
-
-def _gate_record(g: Any) -> AppliedGateRecord:
-    from cytogate.gating.gates import Quadrant
-
-    populations = tuple(g.geometry.populations) if isinstance(g.geometry, Quadrant) else (g.name,)
-    return AppliedGateRecord(
-        name=g.name,
-        parent=g.parent,
-        kind=g.kind,
-        status=g.status,
-        geometry=g.geometry,
-        dims=tuple(g.dims),
-        channels=tuple(g.channels),
-        populations=populations,
-        note=g.note,
-        qc=tuple(g.qc),
     )
 
 

@@ -16,9 +16,9 @@ import numpy as np
 from cytogate.errors import CytogateError, PanelError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cytogate.gating.engine import GatingResult
+    from cytogate.gating.engine import AppliedGate, GatingResult
     from cytogate.model.transforms import Compensation
-    from cytogate.study.outcome import AppliedGateRecord, DimensionRecord, FileOutcome
+    from cytogate.study.outcome import DimensionRecord, FileOutcome
 
 ROOT = "root"
 
@@ -77,7 +77,7 @@ class EventView:
         view._masks = {pop: result.mask(pop) for pop in result.populations}
         return view
 
-    def _apply(self, gates: tuple[AppliedGateRecord, ...]) -> dict[str, np.ndarray]:
+    def _apply(self, gates: tuple[AppliedGate, ...]) -> dict[str, np.ndarray]:
         """Membership of every population from the recorded geometries, in template order."""
         from cytogate.gating.gates import Boolean, Quadrant
 
@@ -86,7 +86,9 @@ class EventView:
         for g in gates:
             parent = everything if g.parent == ROOT else masks[g.parent]
             if g.status != "applied" or g.geometry is None:
-                for pop in g.populations:  # a skipped gate passes its parent's events through
+                for pop in self.outcome.populations_of(
+                    g
+                ):  # a skipped gate passes its parent's events through
                     masks[pop] = parent.copy()
                 continue
             geometry = g.geometry
@@ -125,7 +127,7 @@ class EventView:
         return self.outcome.n_events
 
     @property
-    def gates(self) -> tuple[AppliedGateRecord, ...]:
+    def gates(self) -> tuple[AppliedGate, ...]:
         return self.outcome.gates
 
     @property

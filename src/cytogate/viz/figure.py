@@ -24,7 +24,9 @@ if TYPE_CHECKING:  # pragma: no cover
 FORMATS = ("png", "svg", "pdf")
 DPI = 300  # PNG resolution of single figures and of the time-course figures
 SAMPLE_DPI = 150  # per-sample gate and marker plots of a batch (2,000 px wide; see docs)
-THUMB_WIDTH = 660  # pixels: gallery thumbnails in the report
+#: Gallery thumbnails: 90 pixels per inch of figure, so 7-pt label text is ~9 px tall (readable;
+#: a 660-px thumbnail of a five-panel gate figure had 5-px text).
+THUMB_PPI = 90
 CMAP = "turbo"  # the one colour map of every density plot
 GATE_COLOUR = "black"
 STAINED_COLOUR = "#c0392b"
@@ -80,6 +82,11 @@ def save_figure(
         image = _render(fig, max(40, int(thumbnail_width / fig.get_figwidth()) + 1))
         written += save_image(image, None, dpi, thumbnail, thumbnail_width)
     return written
+
+
+def thumbnail_width(figure_width_in: float) -> int:
+    """Width in pixels of a readable thumbnail of a figure (see :data:`THUMB_PPI`)."""
+    return round(figure_width_in * THUMB_PPI)
 
 
 def save_image(

@@ -33,8 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from cytogate.gating.engine import GatingResult
-    from cytogate.study.outcome import AppliedGateRecord, FileOutcome
+    from cytogate.gating.engine import AppliedGate, GatingResult
+    from cytogate.study.outcome import FileOutcome
 
 
 @dataclass
@@ -59,7 +59,7 @@ class PanelInfo:
 class _PanelPlan:
     parent: str
     dims: tuple[str, ...]
-    gates: list[AppliedGateRecord]
+    gates: list[AppliedGate]
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,9 @@ def plan_panels(view: EventView) -> tuple[list[_PanelPlan], list[str]]:
         if g.status != "applied":
             notes.append(f"{g.name}: {g.note or 'skipped'}")
             continue
+        if getattr(g.geometry, "description", None) is not None:  # ExternalGeometry: no shape
+            notes.append(f"{g.name}: {g.note}; not drawn")
+            continue
         if isinstance(g.geometry, Boolean):
             ops = f" {g.geometry.op} ".join(g.geometry.operands)
             if g.geometry.op == "not":
@@ -105,7 +108,7 @@ def plan_panels(view: EventView) -> tuple[list[_PanelPlan], list[str]]:
 
 
 def _companion(
-    view: EventView, g: AppliedGateRecord, dim: str, applied: list[AppliedGateRecord]
+    view: EventView, g: AppliedGate, dim: str, applied: list[AppliedGate]
 ) -> tuple[str, ...]:
     """The dimensions to draw a one-dimensional gate on.
 
@@ -117,7 +120,11 @@ def _companion(
     if dim.upper().startswith("FSC"):
         candidates.append((dim, "SSC-A"))
     for child in applied:
-        if child.parent in g.populations and len(child.dims) == 2 and dim in child.dims:
+        if (
+            child.parent in view.outcome.populations_of(g)
+            and len(child.dims) == 2
+            and dim in child.dims
+        ):
             candidates.append(tuple(child.dims))
     for dims in candidates:
         if all(view.has(d) for d in dims):
@@ -129,7 +136,7 @@ def _population_title(pop: str) -> str:
     return "all events" if pop == ROOT else pop
 
 
-def gate_outline(g: AppliedGateRecord, dims: Sequence[str], limits: Sequence[tuple[float, float]]):
+def gate_outline(g: AppliedGate, dims: Sequence[str], limits: Sequence[tuple[float, float]]):
     """The gate's closed outline in the panel's scaled coordinates, open sides clipped.
 
     Returns an (n × 2) array (first vertex repeated at the end) for a 2-D panel, or the
@@ -368,7 +375,7 @@ def _draw_panel(
         info.gates.append(g.name)
         outline = gate_outline(g, plan.dims, limits)
         _draw_gate(ax, g, outline, len(plan.dims))
-        for pop in g.populations:
+        for pop in view.outcome.populations_of(g):
             count, pct = view.count(pop), view.pct_parent(pop)
             info.populations.append(pop)
             info.counts[pop] = count
@@ -391,7 +398,7 @@ def _histogram(ax: Axes, xvals: np.ndarray, xa: AxisInfo) -> tuple[np.ndarray, i
     return counts, off
 
 
-def _draw_gate(ax: Axes, g: AppliedGateRecord, outline: np.ndarray, n_dims: int) -> None:
+def _draw_gate(ax: Axes, g: AppliedGate, outline: np.ndarray, n_dims: int) -> None:
     from cytogate.gating.gates import Quadrant
 
     if isinstance(g.geometry, Quadrant):

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from cytogate.study.outcome import AppliedGateRecord
+    from cytogate.gating.engine import AppliedGate
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class LabelSpec:
 
     population: str
     text: str
-    gate: AppliedGateRecord
+    gate: AppliedGate
     outline: np.ndarray  # closed (n × 2) outline, (lo, hi) on a 1-D panel, divider for quadrants
 
 
@@ -196,7 +196,7 @@ def _box_transform(x0: float, y0: float, w: float, h: float):
     return Affine2D().scale(w, h).translate(x0, y0)
 
 
-def _label_candidates(ax: Axes, g: AppliedGateRecord, pop: str, outline: np.ndarray):
+def _label_candidates(ax: Axes, g: AppliedGate, pop: str, outline: np.ndarray):
     """(x, y, ha, va) in axes fraction, most natural first."""
     from cytogate.gating.gates import Quadrant
 

@@ -42,6 +42,8 @@ class MarkerLayout:
     """Panels of a marker figure: one per marker, with its x axis (None: not in the file)."""
 
     population: str
+    statistic: str  # the run's MFI statistic and positivity percentile (in the footer)
+    percentile: float
     markers: tuple[str, ...]
     axes: tuple[AxisInfo | None, ...]
     problems: tuple[str, ...]  # why a panel has no axis
@@ -53,7 +55,9 @@ class MarkerLayout:
     def key(self) -> str | None:
         if any(a is None for a in self.axes):
             return None
-        return repr((self.size, self.rects, self.axes))
+        return repr(
+            (self.population, self.statistic, self.percentile, self.size, self.rects, self.axes)
+        )
 
 
 def marker_layout(
@@ -81,6 +85,8 @@ def marker_layout(
     )
     layout = MarkerLayout(
         population,
+        plan.statistic,
+        plan.percentile,
         tuple(markers),
         tuple(axes),
         tuple(problems),
@@ -105,6 +111,18 @@ def marker_static(layout: MarkerLayout) -> Figure:
         ax.set_yticks([0, 50, 100])
         ax.tick_params(axis="y", labelsize=7)
         ax.set_ylabel("% of mode", fontsize=7)
+        ax.set_title(f"{axis.dim} on {layout.population}", fontsize=8, loc="left")
+    fig.text(
+        layout.left,
+        0.06 / layout.size[1],
+        f"Histograms normalised to their mode; MFI = {layout.statistic} of compensated linear "
+        f"intensities; RMFI = MFI(stained) / MFI({'control'}); threshold = "
+        f"p{layout.percentile:g} of the control tube.",
+        ha="left",
+        va="bottom",
+        fontsize=6,
+        color="#444444",
+    )
     return fig
 
 
@@ -162,17 +180,6 @@ def draw_markers(
             _marker_panel(ax, stained, control, marker, axis, population, by_marker[marker], plan)
     if not layout.markers:
         fig.text(0.5, 0.5, "no markers to plot", ha="center")
-    fig.text(
-        layout.left,
-        0.06 / layout.size[1],
-        f"Histograms normalised to their mode; MFI = {plan.statistic} of compensated linear "
-        f"intensities; RMFI = MFI(stained) / MFI({'control'}); threshold = "
-        f"p{plan.percentile:g} of the control tube.",
-        ha="left",
-        va="bottom",
-        fontsize=6,
-        color="#444444",
-    )
 
 
 def _marker_panel(
@@ -217,7 +224,6 @@ def _marker_panel(
             label=f"{tube} (n={size:,})",
             gid=f"hist:{label}",
         )
-    ax.set_title(f"{marker} on {population}", fontsize=8, loc="left")
     stat = plan.statistic
     c_tube = _tube_name(control)
     s_mfi = row.get(f"mfi_{stat}", float("nan"))

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from cytogate.viz.figure import (
     DPI,
     FORMATS,
-    THUMB_WIDTH,
     PlotError,
     error_text,
     save_figure,
     save_image,
+    thumbnail_width,
 )
 from cytogate.viz.gate_plots import draw_gates, gate_figure, gate_layout, gate_static
 from cytogate.viz.layouts import LayoutCache
@@ -220,7 +220,8 @@ def _draw_markers(
 def _save(fig: Figure, root: Path, sub: str, stem: str, fmt: str, dpi: int) -> dict[str, str]:
     full = root / sub / f"{stem}.{fmt}"
     thumb = root / THUMBS_DIR / f"{stem}.png"
-    save_figure(fig, full, dpi=dpi, thumbnail=thumb, thumbnail_width=THUMB_WIDTH)
+    width = thumbnail_width(fig.get_figwidth())
+    save_figure(fig, full, dpi=dpi, thumbnail=thumb, thumbnail_width=width)
     return {
         "path": f"{root.name}/{sub}/{full.name}",
         "thumb": f"{root.name}/{THUMBS_DIR}/{thumb.name}",
@@ -230,7 +231,8 @@ def _save(fig: Figure, root: Path, sub: str, stem: str, fmt: str, dpi: int) -> d
 def _save_png(image: Any, root: Path, sub: str, stem: str, dpi: int) -> dict[str, str]:
     full = root / sub / f"{stem}.png"
     thumb = root / THUMBS_DIR / f"{stem}.png"
-    save_image(image, full, dpi, thumbnail=thumb, thumbnail_width=THUMB_WIDTH)
+    width = thumbnail_width(image.width / dpi)
+    save_image(image, full, dpi, thumbnail=thumb, thumbnail_width=width)
     return {
         "path": f"{root.name}/{sub}/{full.name}",
         "thumb": f"{root.name}/{THUMBS_DIR}/{thumb.name}",

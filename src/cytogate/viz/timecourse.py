@@ -21,6 +21,7 @@ from cytogate.viz.figure import DPI, draw_header, new_figure, save_figure, wrap_
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 THUMBS_DIR = "thumbs"
@@ -106,67 +107,26 @@ def timecourse_figure(
     corrections: set[str] = set()
     n_info: list[str] = []
     for k, item in enumerate(measures):
-        measure = item.name
         ax = axes[0] if overlay else axes[k]
-        colour = _SERIES_COLOURS[k % len(_SERIES_COLOURS)] if overlay else _SERIES_COLOURS[0]
-        marker = _SERIES_MARKERS[k % len(_SERIES_MARKERS)] if overlay else "o"
-        label = item.label
-        mean, sem, stars, npairs = _series(stats, measure, timepoints, baseline)
-        rows = stats[(stats["measure"] == measure) & (stats["reference"] == baseline)]
+        rows = stats[(stats["measure"] == item.name) & (stats["reference"] == baseline)]
         used_tests.update(str(t) for t in rows["test"].dropna())
         corrections.update(str(c) for c in rows["correction"].dropna())
-        if per_patient and not timecourse.empty:
-            tc = timecourse[timecourse["measure"] == measure]
-            for _patient, rows_p in tc.groupby("patient", sort=True):
-                fc = rows_p.set_index("timepoint")["fold_change"].reindex(list(timepoints))
-                ax.plot(
-                    x,
-                    fc.to_numpy(dtype=float),
-                    color=colour,
-                    alpha=0.3,
-                    lw=0.7,
-                    marker=".",
-                    ms=2.5,
-                    gid=f"patient:{measure}:{_patient}",
-                    zorder=1,
-                )
-        offset = (k - (len(measures) - 1) / 2) * 0.06 if overlay else 0.0
-        ax.errorbar(
-            x + offset,
-            mean,
-            yerr=sem,
-            color=colour,
-            marker=marker,
-            ms=4.5,
-            lw=1.5,
-            capsize=3,
-            label=label,
-            gid=f"mean:{measure}",
-            zorder=3,
+        n_text = _draw_series(
+            ax,
+            timecourse,
+            stats,
+            item,
+            k,
+            len(measures),
+            timepoints,
+            baseline,
+            overlay,
+            per_patient,
         )
-        finite_n = sorted({int(v) for v in npairs if math.isfinite(v)})
-        if finite_n:
-            n_info.append(
-                f"{label}: n = {'–'.join(str(v) for v in (finite_n[0], finite_n[-1]))}"
-                if len(finite_n) > 1
-                else f"{label}: n = {finite_n[0]}"
-            )
-        for xi, m, s, st in zip(x + offset, mean, sem, stars, strict=True):
-            if st and st != "ns" and math.isfinite(m):
-                top_y = m + (s if math.isfinite(s) else 0)
-                ax.annotate(
-                    st,
-                    (xi, top_y),
-                    xytext=(0, 3 + (8 * k if overlay else 0)),
-                    textcoords="offset points",
-                    ha="center",
-                    va="bottom",
-                    fontsize=9,
-                    color=colour,
-                    gid=f"stars:{measure}",
-                )
+        if n_text:
+            n_info.append(n_text)
         if not overlay:
-            ax.set_title(label, fontsize=9, loc="left")
+            ax.set_title(item.label, fontsize=9, loc="left")
     for ax in axes:
         ax.axhline(1.0, color="#888888", lw=0.8, ls="--", zorder=0)
         ax.set_xticks(x, list(timepoints), fontsize=8)
@@ -196,6 +156,75 @@ def timecourse_figure(
         color="#444444",
     )
     return fig
+
+
+def _draw_series(
+    ax: Axes,
+    timecourse: pd.DataFrame,
+    stats: pd.DataFrame,
+    item: Measure,
+    k: int,
+    n_measures: int,
+    timepoints: Sequence[str],
+    baseline: str,
+    overlay: bool,
+    per_patient: bool,
+) -> str:
+    """One measure's mean ± SEM, stars and (optionally) patients' lines; returns its "n = " note."""
+    measure, label = item.name, item.label
+    x = np.arange(len(timepoints))
+    colour = _SERIES_COLOURS[k % len(_SERIES_COLOURS)] if overlay else _SERIES_COLOURS[0]
+    marker = _SERIES_MARKERS[k % len(_SERIES_MARKERS)] if overlay else "o"
+    mean, sem, stars, npairs = _series(stats, measure, timepoints, baseline)
+    if per_patient and not timecourse.empty:
+        tc = timecourse[timecourse["measure"] == measure]
+        for _patient, rows_p in tc.groupby("patient", sort=True):
+            fc = rows_p.set_index("timepoint")["fold_change"].reindex(list(timepoints))
+            ax.plot(
+                x,
+                fc.to_numpy(dtype=float),
+                color=colour,
+                alpha=0.3,
+                lw=0.7,
+                marker=".",
+                ms=2.5,
+                gid=f"patient:{measure}:{_patient}",
+                zorder=1,
+            )
+    offset = (k - (n_measures - 1) / 2) * 0.06 if overlay else 0.0
+    ax.errorbar(
+        x + offset,
+        mean,
+        yerr=sem,
+        color=colour,
+        marker=marker,
+        ms=4.5,
+        lw=1.5,
+        capsize=3,
+        label=label,
+        gid=f"mean:{measure}",
+        zorder=3,
+    )
+    for xi, m, s, st in zip(x + offset, mean, sem, stars, strict=True):
+        if st and st != "ns" and math.isfinite(m):
+            top_y = m + (s if math.isfinite(s) else 0)
+            ax.annotate(
+                st,
+                (xi, top_y),
+                xytext=(0, 3 + (8 * k if overlay else 0)),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=9,
+                color=colour,
+                gid=f"stars:{measure}",
+            )
+    finite_n = sorted({int(v) for v in npairs if math.isfinite(v)})
+    if not finite_n:
+        return ""
+    if len(finite_n) > 1:
+        return f"{label}: n = {finite_n[0]}–{finite_n[-1]}"
+    return f"{label}: n = {finite_n[0]}"
 
 
 def _series(

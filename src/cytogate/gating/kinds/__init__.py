@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from cytogate.gating.kinds import fixed  # noqa: F401  (registers the fixed kinds first)
+from cytogate.gating.kinds import leukomap as _leukomap  # noqa: F401  (registers leukomap)
 from cytogate.gating.kinds.base import KINDS, Kind, kinds_markdown, register
 from cytogate.gating.kinds.cluster import ClusterGate
 from cytogate.gating.kinds.relative import RelativeGate

@@ -57,7 +57,7 @@ import os
 import re
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,7 +79,9 @@ __all__ = [
     "FlowKitAgreementWarning",
     "export_gatingml",
     "flowkit_memberships",
+    "strategy_from_outcome",
     "to_flowkit_strategy",
+    "write_gatingml",
 ]
 
 MATRIX_ID = "spillover"
@@ -107,6 +109,7 @@ class _Plan:
     gates: tuple[_Planned, ...]
     spillover: pd.DataFrame | None  # the matrix the engine used (None: uncompensated)
     from_file: bool  # the matrix is the file's own spillover keyword
+    scales: Mapping[str, Any] = field(default_factory=dict)  # marker -> Scale applied (per file)
 
 
 # --------------------------------------------------------------------------- public API
@@ -138,9 +141,21 @@ def to_flowkit_strategy(
     Raises:
         CytogateError: the template or file cannot be expressed (see the message).
     """
+    return _strategy(_plan(source, sample, compensation, reference), fcs_compensation)
+
+
+def strategy_from_outcome(
+    outcome: Any, template: Template, sample: Sample, *, fcs_compensation: bool = False
+) -> flowkit.GatingStrategy:
+    """The FlowKit GatingStrategy of the gates a batch applied to one file, from its recorded
+    :class:`~cytogate.study.outcome.FileOutcome` (geometries, channels, scales, matrix), so an
+    export shows exactly what the batch did without gating again. ``sample``: the file."""
+    return _strategy(_plan_from_outcome(outcome, template, sample), fcs_compensation)
+
+
+def _strategy(plan: _Plan, fcs_compensation: bool) -> flowkit.GatingStrategy:
     import flowkit as fk
 
-    plan = _plan(source, sample, compensation, reference)
     comp_ref_of = _compensation_refs(plan, fcs_compensation)
     strategy = fk.GatingStrategy()
     if plan.spillover is not None and not fcs_compensation:
@@ -189,13 +204,21 @@ def export_gatingml(
     at or below zero; positions are rewritten to lie strictly inside each quadrant. The file is
     written to a temporary name and renamed, so a crash never leaves half a document.
     """
+    strategy = to_flowkit_strategy(source, sample, **options)
+    return write_gatingml(strategy, _template_of(source), path)
+
+
+def write_gatingml(
+    strategy: flowkit.GatingStrategy, template: Template, path: str | os.PathLike[str]
+) -> Path:
+    """Write a strategy built here (from a result or a batch outcome) as GatingML 2.0, with
+    the quadrant-position repair of :func:`export_gatingml`."""
     import io
 
     import flowkit as fk
     from lxml import etree
 
-    strategy = to_flowkit_strategy(source, sample, **options)
-    names = _template_of(source).population_names() + [g.name for g in _template_of(source).gates]
+    names = template.population_names() + [g.name for g in template.gates]
     bad = sorted({n for n in names if _ncname(n) != n})
     if bad:
         warnings.warn(
@@ -203,7 +226,7 @@ def export_gatingml(
             f"a digit): {', '.join(map(repr, bad))} are not, so schema-validating readers may "
             "reject the document (FlowKit reads it)",
             FlowKitAgreementWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     buffer = io.BytesIO()
     fk.export_gatingml(strategy, buffer)
@@ -285,7 +308,38 @@ def _plan_from_result(
     else:  # exactly the matrix the engine used
         matrix = result.spillover
         from_file = result.compensation.startswith("file spillover keyword")
-    return _Plan(template, result.sample, tuple(planned), matrix, from_file)
+    scales = {}
+    for planned_gate in planned:
+        for marker in planned_gate.markers:
+            scales[marker.marker] = result.scale_for(marker.marker)
+    return _Plan(template, result.sample, tuple(planned), matrix, from_file, scales)
+
+
+def _plan_from_outcome(outcome: Any, template: Template, sample: Sample) -> _Plan:
+    import pandas as pd
+
+    if not outcome.ok:
+        raise CytogateError(f"{outcome.file}: not gated ({outcome.error})")
+    specs = {spec.name: spec for spec in template.gates}
+    pns = [str(v) for v in sample.channels["pns"]]
+    planned = []
+    for record in outcome.gates:
+        spec = specs[record.name]
+        if record.status != "applied" or record.geometry is None:
+            planned.append(_Planned(spec, None, ()))
+            continue
+        markers = []
+        for dim in record.geometry.dims:
+            rec = outcome.dimensions[dim]
+            markers.append(ResolvedMarker(dim, rec.index, rec.channel, pns[rec.index], "pnn"))
+        planned.append(_Planned(spec, record.geometry, tuple(markers)))
+    matrix = None
+    if outcome.spillover is not None:
+        names = list(outcome.spillover.channels)
+        matrix = pd.DataFrame(outcome.spillover.matrix, index=names, columns=names)
+    from_file = outcome.compensation.startswith("file spillover keyword")
+    scales = {dim: rec.scale for dim, rec in outcome.dimensions.items()}
+    return _Plan(template, sample, tuple(planned), matrix, from_file, scales)
 
 
 def _choose_matrix(
@@ -397,7 +451,9 @@ class _Transforms:
             return self.ids[marker.marker]
         import flowkit as fk
 
-        scale = self.plan.template.scale_for(marker.marker)
+        scale = self.plan.scales.get(marker.marker) or self.plan.template.scale_for(
+            marker.marker, self.plan.sample, marker.index
+        )
         pnr = float(self.plan.sample.channels["pnr"].iloc[marker.index])
         p = scale.params
 

@@ -1,0 +1,1 @@
+"""Interoperability with other gating tools: FlowKit/GatingML, FlowJo workspaces, AnnData."""
