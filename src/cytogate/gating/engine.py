@@ -25,6 +25,7 @@ from cytogate.gating.loader import load_template
 from cytogate.gating.model import ROOT, GateSpec, Template
 from cytogate.gating.serialize import json_ready
 from cytogate.model.panel import ResolvedMarker, find_marker
+from cytogate.model.scale_estimation import estimate_scale
 from cytogate.model.transforms import Compensation, Scale
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -531,6 +532,8 @@ def _scale_into(result: GatingResult, dim: str, marker: ResolvedMarker) -> None:
     sample = result.sample
     pnr = float(sample.channels["pnr"].iloc[marker.index])
     scale = result.template.scale_for(dim, sample, marker.index)
+    if scale.kind == "auto":  # fitted to this file's values (docs/channels_and_scales.md)
+        scale = estimate_scale(sample, marker.index).to_scale()
     result.scales[dim] = scale
     result.scaled[dim] = scale.apply(result._comp.column(marker.index), pnr)
 

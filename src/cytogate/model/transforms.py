@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from cytogate.io.fcs import Sample
 
-ScaleKind = Literal["linear", "log", "logicle", "arcsinh"]
+ScaleKind = Literal["linear", "log", "logicle", "arcsinh", "auto"]
 
 # Defaults are FlowJo's/FlowKit's for a 262,144-channel (18-bit) instrument.
 _DEFAULTS: dict[str, dict[str, float | str]] = {
@@ -49,6 +49,8 @@ _DEFAULTS: dict[str, dict[str, float | str]] = {
     "log": {"T": "range", "M": 4.5},
     "logicle": {"T": "range", "W": 0.5, "M": 4.5, "A": 0.0},
     "arcsinh": {"cofactor": 150.0},
+    # fitted to each file's data when gating (cytogate.model.scale_estimation): no parameters
+    "auto": {},
 }
 
 
@@ -129,6 +131,8 @@ class Scale:
 
     def apply(self, values: np.ndarray, channel_range: float = 262144.0) -> np.ndarray:
         """Linear values -> scaled space (a new float64 array)."""
+        if self.kind == "auto":
+            raise TemplateError("an 'auto' scale is fitted per file before use (gating.engine)")
         x = np.asarray(values, dtype=np.float64)
         if self.kind == "linear":
             top, bottom = self._resolved("top", channel_range), float(self.params["bottom"])
