@@ -163,9 +163,15 @@ def test_forked_workers_do_not_hold_the_lock(tmp_path):
     out = tmp_path / "out"
     oset = OutputSet(out).open()
     ctx = multiprocessing.get_context("fork")
-    gone = ctx.Event()
-    child = ctx.Process(target=gone.wait, args=(30,))
+    gone, ready = ctx.Event(), ctx.Event()
+
+    def worker() -> None:  # runs after the fork hooks: the child's copy of the fd is closed
+        ready.set()
+        gone.wait(30)
+
+    child = ctx.Process(target=worker)
     child.start()  # a worker forked while the lock is held
+    assert ready.wait(30)  # not before the child has run its after-fork hook (else a race)
     try:
         oset.abort()
         os.close(oset.lock.fd)  # the run dies (kill -9): lock file left, its fd gone
