@@ -21,7 +21,7 @@ def _star(rng: np.random.Generator, n: int) -> np.ndarray:
 @pytest.mark.parametrize("seed", range(6))
 def test_grid_membership_equals_the_crossing_test_everywhere(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    verts = _star(rng, int(rng.integers(5, 400)))
+    verts = _star(rng, int(rng.integers(16, 400)))  # the grid path
     points = rng.uniform(0, 1, (200_000, 2))
     # points exactly on vertices and on edges, where a shortcut would most likely differ
     t = rng.uniform(0, 1, (2_000, 1))

@@ -205,7 +205,9 @@ def test_plot_workers_lost_twice_still_publish_the_tables(tmp_path, monkeypatch)
 
     monkeypatch.setattr(report, "write_plots_and_report", lost)
     run = small_run(tmp_path, patients=("P02",))
-    result = run_batch(run, jobs=1, out=tmp_path / "out", plots=True)
+    from cytogate.pipeline import run_batch as run_batch_with_plots
+
+    result = run_batch_with_plots(run, jobs=1, out=tmp_path / "out", plots=True)
     assert result.exit_status == 0 and (tmp_path / "out" / "samples.csv").is_file()
     plots = json.loads((tmp_path / "out" / "run.json").read_text())["plots"]
     assert "SIGKILL" in plots["errors"][0]["error"] and plots["report"] is None

@@ -26,7 +26,7 @@ _LAZY: dict[str, str] = {
     "Sample": "cytogate.io.fcs",
     "read_fcs": "cytogate.io.fcs",
     "read_keywords": "cytogate.io.fcs",
-    "run_batch": "cytogate.study.batch",
+    "run_batch": "cytogate.pipeline",
     "BatchResult": "cytogate.study.batch",
     "RunConfig": "cytogate.study.design",
     "write_fcs": "cytogate.io.fcs_writer",
@@ -69,8 +69,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from cytogate.io.fcs import Sample, read_fcs, read_keywords
     from cytogate.io.fcs_writer import write_fcs
     from cytogate.model.panel import resolve_panel
+    from cytogate.pipeline import run_batch
     from cytogate.sim.simulate import simulate_study
-    from cytogate.study.batch import BatchResult, run_batch
+    from cytogate.study.batch import BatchResult
     from cytogate.study.design import RunConfig
 
 

@@ -453,8 +453,8 @@ def batch(
     Exit status: 0 all files processed, 1 some files failed (the rest are reported),
     2 usage or configuration error, 130/143 interrupted by SIGINT/SIGTERM (OUT unchanged).
     """
+    from cytogate.pipeline import run_batch
     from cytogate.progress import batch_progress
-    from cytogate.study.batch import run_batch
 
     out = out or run_dir / "cytogate_results"
     with _dask_client(scheduler) as client, batch_progress(enabled=not quiet) as progress:

@@ -71,7 +71,7 @@ class Polygon:
         x, y = points[:, 0], points[:, 1]
         near = np.flatnonzero((x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]))
         inside = np.zeros(points.shape[0], dtype=bool)
-        if near.size < _GRID_MIN_POINTS or not np.all(hi > lo):
+        if near.size < _GRID_MIN_POINTS or len(verts) < _GRID_MIN_VERTICES or not np.all(hi > lo):
             if near.size:
                 inside[near] = points_in_polygon(verts, np.ascontiguousarray(points[near]))
             return inside
@@ -167,6 +167,7 @@ Geometry = Rectangle | Polygon | Ellipse | Quadrant | Boolean
 
 _GRID = 256  # cells per side of the pre-classification grid
 _GRID_MIN_POINTS = 20_000  # below this the crossing test alone is cheaper
+_GRID_MIN_VERTICES = 16  # a crossing test over few edges is cheaper than the grid
 
 
 def _grid_membership(verts, lo, hi, x, y, points_in_polygon) -> np.ndarray:

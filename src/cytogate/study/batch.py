@@ -50,6 +50,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from cytogate.gating.gates import Geometry
     from cytogate.gating.template import Template
 
+#: Draws a batch's figures and report into a folder: (result, config, folder, jobs, format, dpi,
+#: progress) -> (files written, summary for run.json). Supplied from above (cytogate.pipeline).
+Renderer = Callable[..., "tuple[list[Path], dict[str, Any]]"]
 OutputFormat = Literal["csv", "parquet", "both"]
 TABLES = ("samples", "populations", "markers", "timecourse", "stats")
 EXIT_OK, EXIT_SOME_FAILED = 0, 1
@@ -311,6 +314,7 @@ def run_batch(
     *,
     client: Any = None,
     time_limit: float | None = None,
+    renderer: Renderer | None = None,
 ) -> BatchResult:
     """Process a run folder; return the tables, and write them to ``out`` unless it is None.
 
@@ -318,9 +322,11 @@ def run_batch(
     None (``run_dir/cytogate.yaml`` if present, else the study defaults). ``progress(done,
     total, group_output)`` is called as each sample group finishes.
 
-    With ``plots`` (and ``out``), after the tables are written, gate and marker plots per
-    sample, time-course figures and ``report.html`` go to ``out`` (see :mod:`cytogate.viz.report`);
-    ``plot_progress(done, total)`` is called as each sample group's plots are drawn.
+    With ``plots`` (and ``out``), after the tables are written, ``renderer`` draws the figures
+    and ``report.html`` into the staged set. The study layer does not import the figures (a
+    layer above it); :func:`cytogate.run_batch` (``cytogate.pipeline``) passes
+    :func:`cytogate.viz.report.write_plots_and_report`. ``plot_progress(done, total)`` is called
+    as each sample group's plots are drawn.
 
     The whole set goes to ``out`` as one unit (:class:`~cytogate.study.output_set.OutputSet`):
     staged beside it and swapped in at the end, so an interrupted run leaves the previous set.
@@ -338,6 +344,11 @@ def run_batch(
         if isinstance(config, RunConfig)
         else load_config(run_path, Path(config) if config is not None else None)
     )
+    if plots and out is not None and renderer is None:
+        raise CytogateError(
+            "run_batch(plots=True) needs a renderer: call cytogate.run_batch, which draws with "
+            "cytogate.viz"
+        )
     tmpl = load_template(template or cfg.template)
     _check_config_against_template(cfg, tmpl)
     design = read_design(run_path, cfg)
@@ -367,7 +378,7 @@ def run_batch(
                 cfg,
                 output_format,
                 n_jobs,
-                plots,
+                renderer if plots else None,
                 plot_format,
                 plot_dpi,
                 plot_progress,
@@ -455,7 +466,7 @@ def _write_set(
     cfg: RunConfig,
     output_format: OutputFormat,
     n_jobs: int,
-    plots: bool,
+    renderer: Renderer | None,
     plot_format: str,
     plot_dpi: int | None,
     plot_progress: Callable[[int, int], None] | None,
@@ -466,11 +477,9 @@ def _write_set(
     if output.recovered:
         result.run["output_recovered"] = output.recovered
     written = write_outputs(result, staging, output_format)
-    if plots:  # the tables are staged first; plots never hold up the numbers
-        from cytogate.viz.report import write_plots_and_report
-
+    if renderer is not None:  # the tables are staged first; plots never hold up the numbers
         try:
-            files, summary = write_plots_and_report(
+            files, summary = renderer(
                 result, cfg, staging, n_jobs, plot_format, plot_dpi, plot_progress
             )
         except JobFailed as exc:  # a plot worker died twice: publish the tables, say so
