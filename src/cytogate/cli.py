@@ -75,6 +75,21 @@ def _user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# Options several commands share, declared once.
+TEMPLATE_OPTION = click.option(
+    "-t",
+    "--template",
+    default="aml_blasts_cd45_ssc",
+    show_default=True,
+    help="Bundled template name, or path to a YAML template, GatingML .xml or FlowJo .wsp.",
+)
+GROUP_OPTION = click.option(
+    "--group",
+    default=None,
+    help="With a FlowJo .wsp template: the sample group whose gates to use (default All Samples).",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cytogate")
 def cli() -> None:
@@ -96,18 +111,8 @@ def inspect(file: Path, as_json: bool) -> None:
 
 @cli.command(name="gate")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "-t",
-    "--template",
-    default="aml_blasts_cd45_ssc",
-    show_default=True,
-    help="Bundled template name, or path to a YAML template, GatingML .xml or FlowJo .wsp.",
-)
-@click.option(
-    "--group",
-    default=None,
-    help="With a FlowJo .wsp template: the sample group whose gates to use (default All Samples).",
-)
+@TEMPLATE_OPTION
+@GROUP_OPTION
 @click.option(
     "--compensation", default=None, help="Override the template: 'file', 'none' or a spillover CSV."
 )
@@ -355,11 +360,7 @@ def _simulate_cd34(outdir: Path, patients: int, seed: int, blast_options: bool) 
     help="Template name or path: YAML, GatingML .xml or FlowJo .wsp (default: the run config's,"
     " else aml_blasts_cd45_ssc).",
 )
-@click.option(
-    "--group",
-    default=None,
-    help="With a FlowJo .wsp template: the sample group whose gates to use (default All Samples).",
-)
+@GROUP_OPTION
 @click.option(
     "-c",
     "--config",
@@ -555,18 +556,8 @@ def _plot_progress(out: Path) -> Callable[[int, int], None]:
 
 @cli.command(name="plot")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "-t",
-    "--template",
-    default="aml_blasts_cd45_ssc",
-    show_default=True,
-    help="Bundled template name, or path to a YAML template, GatingML .xml or FlowJo .wsp.",
-)
-@click.option(
-    "--group",
-    default=None,
-    help="With a FlowJo .wsp template: the sample group whose gates to use (default All Samples).",
-)
+@TEMPLATE_OPTION
+@GROUP_OPTION
 @click.option(
     "-o",
     "--out",
