@@ -473,6 +473,7 @@ def batch(
             plot_progress=None if quiet else _plot_progress(out),
             client=client,
             time_limit=time_limit,
+            export_wsp=export_wsp,
         )  # type: ignore[arg-type]
     n, failed = len(result.samples), result.failed
     for warning in result.run["warnings"]:
@@ -480,39 +481,17 @@ def batch(
     for row in failed.itertuples():
         click.echo(f"failed: {row.file}: {row.error}", err=True)
     click.echo(f"{n - len(failed)} of {n} files processed ({len(failed)} failed); tables in {out}")
-    if "plots" in result.run:
+    for err in result.run.get("plots", {}).get("errors", []):
+        click.echo(f"{err['kind']} failed: {err['file'] or 'run'}: {err['error']}", err=True)
+    if result.run.get("plots", {}).get("report"):
         summary = result.run["plots"]
-        for err in summary["errors"]:
-            click.echo(f"plot failed: {err['file']} ({err['kind']}): {err['error']}", err=True)
         click.echo(
             f"plots in {Path(out) / 'plots'}; report: {summary['report']} "
             f"({summary['timings']['total_s']:.1f} s)"
         )
-    if "cd34" in result.extra and not no_plots:  # ISHAGE runs: yield per group
-        from cytogate.viz.cd34_figures import write_cd34_figures
-
-        files = [run_dir / f for f in result.samples["file"]]
-        for path in write_cd34_figures(result.extra["cd34"], files, out):
-            click.echo(f"CD34 figure: {path}")
-    if export_wsp:
-        _export_batch_gates(result, Path(out), template, group)
+    if result.run.get("plots", {}).get("flowjo_workspace"):
+        click.echo(f"FlowJo workspace: {result.run['plots']['flowjo_workspace']}")
     sys.exit(result.exit_status)
-
-
-def _export_batch_gates(result: Any, out: Path, template: str | None, group: str | None) -> None:
-    """``batch --export-wsp``: the gates the batch applied (its outcomes), as FlowJo/GatingML."""
-    from cytogate.gating.external import ExternalTemplate
-    from cytogate.gating.template import load_template
-    from cytogate.interop.workspace_export import export_batch_gates
-
-    info = result.run["template"]
-    tmpl = load_template(_template(template, group) if template else info["path"] or info["name"])
-    if isinstance(tmpl, ExternalTemplate):
-        raise CytogateError(
-            f"--export-wsp: the template is already a GatingML/FlowJo document ({tmpl.source})"
-        )
-    written = export_batch_gates(result.outcomes, tmpl, out / "flowjo")
-    click.echo(f"FlowJo workspace: {written[0]}; GatingML per file in {written[0].parent}/gatingml")
 
 
 @contextlib.contextmanager

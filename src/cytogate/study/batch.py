@@ -378,7 +378,7 @@ def run_batch(
                 cfg,
                 output_format,
                 n_jobs,
-                renderer if plots else None,
+                renderer,
                 plot_format,
                 plot_dpi,
                 plot_progress,

@@ -116,7 +116,8 @@ def write_plots_and_report(
             "timecourse_plots_s": timecourse_s,
         },
     }
-    page = render_report(result, config, entries, figures, summary, simulated)
+    cd34 = _cd34_section(result, out_path, simulated)  # ISHAGE runs: counts, flags, groups
+    page = render_report(result, config, entries, figures, summary, simulated, cd34)
     report = atomic_write(
         out_path / REPORT_NAME, lambda p: Path(p).write_text(page, encoding="utf-8")
     )
@@ -130,7 +131,42 @@ def write_plots_and_report(
             {out_path / p for p in (f.path, f.preview, f.patients_path, f.patients_preview)}
         )
     written.append(report)
+    if cd34:
+        written.append(out_path / cd34["figure"])
     return written, summary
+
+
+def _cd34_section(result: BatchResult, out: Path, simulated: bool) -> dict[str, Any] | None:
+    """The report's CD34 section: per-tube counts and flags, group tests, yield per group."""
+    from cytogate.viz.cd34_figures import FIGURE_NAME, yield_by_group_figure
+
+    cd34 = result.extra.get("cd34")
+    if cd34 is None or not len(cd34):
+        return None
+    yield_by_group_figure(cd34, out / PLOTS_DIR / FIGURE_NAME, simulated=simulated)
+    groups = result.extra.get("groups")
+
+    def rows(frame: Any) -> tuple[list[str], list[list[str]]]:
+        if frame is None or not len(frame):
+            return [], []
+        cells = [[_cell(v) for v in rec] for rec in frame.itertuples(index=False)]
+        return [str(c) for c in frame.columns], cells
+
+    tube_columns, tube_rows = rows(cd34)
+    group_columns, group_rows = rows(groups)
+    return {
+        "figure": f"{PLOTS_DIR}/{FIGURE_NAME}",
+        "tube_columns": tube_columns,
+        "tube_rows": tube_rows,
+        "group_columns": group_columns,
+        "group_rows": group_rows,
+    }
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if value != value else f"{value:.4g}"
+    return str(value)
 
 
 # --------------------------------------------------------------------------- the page
@@ -177,6 +213,7 @@ def render_report(
     figures: Sequence[TimecourseEntry],
     plots: dict[str, Any],
     simulated: bool,
+    cd34: dict[str, Any] | None = None,
 ) -> str:
     """The whole page as a string (see the module docstring for what it holds)."""
     from markupsafe import Markup
@@ -211,6 +248,7 @@ def render_report(
         marker_populations=", ".join(config.marker_populations),
         control_tube=config.control_tube,
         gallery=_gallery(result, config, entries),
+        cd34=cd34,
     )
 
 
