@@ -1,18 +1,12 @@
-"""``cytogate batch``: a run folder in, the tables of DESIGN §7 out.
+"""``cytogate batch``: a run folder in, the tables of docs/architecture.md §6 out.
 
-Per sample group (the stained tube and its matched control tube of one patient at one
-timepoint) a worker reads, gates and quantifies; the parent then builds the time course and the
-paired statistics from the small per-sample tables. When the template pins adaptive gates to
-the baseline (``pin: baseline``), a worker takes all of one patient's groups instead, baseline
-first, and reuses the baseline stained tube's fitted geometries for that patient's other files
-(patients still run in parallel; ``run.json`` records the pinned geometries). A file that
-cannot be read or gated is recorded as failed with its reason and the rest go on (exit status
-1); a bad manifest, config or template stops the run before any work (exit status 2, raised as
-a CytogateError).
-
-Outputs are written under temporary names and renamed, so a crash never leaves a half-written
-table under a final name; inputs are only ever opened for reading. Rows are sorted and no
-timing goes into the tables, so a second run over the same folder writes identical tables.
+Workers read, gate and quantify one draw each (:mod:`cytogate.study.worker`; one patient when
+gates are pinned to the baseline); the parent assembles the small per-sample records into
+tables, builds the time course and the paired statistics, and writes the whole output set in
+one step (:mod:`cytogate.study.output_set`). A file that cannot be read or gated is recorded as
+failed with its reason and the rest go on (exit status 1); a bad manifest, config or template
+stops the run before any work (exit status 2, raised as a CytogateError). Rows are sorted and
+no timing goes into the tables, so a second run over the same folder writes identical tables.
 """
 
 from __future__ import annotations
@@ -21,7 +15,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -40,13 +34,13 @@ from cytogate.study.design import (
     read_design,
 )
 from cytogate.study.executors import JobFailed, default_jobs, run_jobs
-from cytogate.study.outcome import FileOutcome, GroupOutput, failed_outcome, record_outcome
+from cytogate.study.outcome import FileOutcome, GroupOutput, failed_outcome
 from cytogate.study.spreadsheet import neutralise_formulas
+from cytogate.study.worker import process_group, process_patient, sample_record
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from cytogate.gating.engine import GatingResult
     from cytogate.gating.gates import Geometry
     from cytogate.gating.template import Template
 
@@ -56,7 +50,6 @@ Renderer = Callable[..., "tuple[list[Path], dict[str, Any]]"]
 OutputFormat = Literal["csv", "parquet", "both"]
 TABLES = ("samples", "populations", "markers", "timecourse", "stats")
 EXIT_OK, EXIT_SOME_FAILED = 0, 1
-SAMPLE_KEYS = ["file", "patient", "timepoint", "tube"]
 
 
 @dataclass(kw_only=True)
@@ -90,210 +83,6 @@ class BatchResult:
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return {**{name: getattr(self, name) for name in TABLES}, **self.extra}
-
-
-# --------------------------------------------------------------------------- per-group worker
-
-
-def _sample_record(row: DesignRow) -> dict[str, Any]:
-    """The samples.csv row of a file before it is read: failed until proven otherwise."""
-    return {
-        "file": row.name,  # relative to the run folder
-        "sha256": "",
-        "patient": row.patient,
-        "timepoint": row.timepoint,
-        "tube": row.tube,
-        "cohort": row.cohort,
-        "wbc_per_ul": row.wbc_per_ul,
-        "beads_per_ul": row.beads_per_ul,
-        "fcs_version": "",
-        "events": None,
-        "compensation": "",
-        "status": "failed",
-        "error": "",
-        "warnings": "",
-    }
-
-
-@dataclass
-class _GroupState:
-    """What one sample group's files accumulate while they are gated, stained tube first."""
-
-    out_samples: list[dict[str, Any]] = field(default_factory=list)
-    out_populations: list[dict[str, Any]] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)
-    outcomes: list[FileOutcome] = field(default_factory=list)
-    results: dict[str, GatingResult] = field(default_factory=dict)
-    reference: dict[str, str] | None = None
-
-
-def process_group(
-    group: SampleGroup,
-    template: Template,
-    config: RunConfig,
-    pinned: Mapping[str, Geometry] | None = None,
-) -> GroupOutput:
-    """Read, gate and quantify one patient × timepoint (stained tube + control tube).
-
-    ``pinned``: gate name -> geometry reused instead of fitting (see :func:`process_patient`);
-    ``{}`` means pins were asked for but none is available (such gates are fitted and flagged).
-    For a template with pinned gates and ``pinned=None`` (the baseline group), the stained
-    tube is fitted and its control tube reuses those fits; they come back as ``pins``.
-    Never raises for a bad file: the file's record says ``failed`` with the reason.
-    """
-    from cytogate.analysis.quantify import MarkerPlan, marker_rows
-
-    state = _GroupState()
-    pin_gates = {g.name for g in template.gates if g.pin}
-    baseline_pins: dict[str, Geometry] | None = None
-    for row in (group.stained, group.control):  # stained first: the control resolves through it
-        if row is None:
-            continue
-        result = _gate_one(row, template, config, pinned, state)
-        if row.tube == STAINED and pin_gates and pinned is None:  # baseline: its fits are pins
-            fits = result.fitted_geometries() if result is not None else {}
-            pinned = baseline_pins = {g: fits[g] for g in pin_gates if g in fits}
-
-    markers: list[dict[str, Any]] = []
-    stained = state.results.get(STAINED)
-    if stained is not None and group.stained is not None:
-        control = state.results.get(config.control_tube)
-        s_rows, c_rows = marker_rows(stained, control, MarkerPlan.from_config(config))
-        markers += [{**_keys(group.stained), **r} for r in s_rows]
-        if control is not None and group.control is not None:
-            markers += [{**_keys(group.control), **r} for r in c_rows]
-            _flag_draw(state.out_populations, stained, control, group, template, config)
-    return GroupOutput(
-        samples=tuple(state.out_samples),
-        populations=tuple(state.out_populations),
-        markers=tuple(markers),
-        seconds=state.seconds,
-        outcomes=tuple(state.outcomes),
-        pins={group.patient: baseline_pins} if baseline_pins is not None else {},
-    )
-
-
-def _flag_draw(
-    populations: list[dict[str, Any]],
-    stained: GatingResult,
-    control: GatingResult,
-    group: SampleGroup,
-    template: Template,
-    config: RunConfig,
-) -> None:
-    """Flag the blasts of both tubes when their blast shares of one draw disagree."""
-    from cytogate.analysis.draw_agreement import draw_disagreement
-
-    blasts = template.roles.get("blasts", "blasts")
-    why = draw_disagreement(
-        stained,
-        control,
-        f"{group.patient} {group.timepoint}",
-        config.control_tube,
-        blasts,
-        template.roles.get("leukocytes", "leukocytes"),
-    )
-    if not why:
-        return
-    for r in populations:
-        if r.get("population") == blasts and "qc_flag" in r:
-            r["qc_flag"] = True
-            r["qc_reason"] = "; ".join(x for x in (r.get("qc_reason"), why) if x)
-
-
-def _gate_one(
-    row: DesignRow,
-    template: Template,
-    config: RunConfig,
-    pinned: Mapping[str, Geometry] | None,
-    state: _GroupState,
-) -> GatingResult | None:
-    """Gate one file into ``state``: its samples/populations rows, outcome and timing."""
-    from cytogate.analysis.quantify import MarkerPlan, marker_reference, population_rows
-    from cytogate.gating.engine import gate
-    from cytogate.io.fcs import read_fcs
-
-    record = _sample_record(row)
-    start = time.perf_counter()
-    result = None
-    try:
-        sample = read_fcs(row.file)
-        result = gate(sample, template, reference=state.reference, pinned=pinned)
-        record.update(
-            sha256=sample.sha256,
-            fcs_version=sample.version,
-            events=sample.n_events,
-            compensation=result.compensation,
-            status="ok",
-            warnings="; ".join(sample.warnings),
-        )
-        state.results[row.tube] = result
-        channel_map = None
-        if row.tube == STAINED:
-            plan = MarkerPlan.from_config(config)
-            state.reference = channel_map = marker_reference(result, plan)
-        keys = {k: record[k] for k in SAMPLE_KEYS}
-        state.out_populations += [
-            {**keys, **r} for r in population_rows(result, row.wbc_per_ul, row.beads_per_ul)
-        ]
-        outcome = record_outcome(
-            result,
-            file=row.file,
-            name=row.name,
-            patient=row.patient,
-            timepoint=row.timepoint,
-            tube=row.tube,
-            channel_map=channel_map,
-        )
-    except CytogateError as exc:
-        record["error"] = str(exc)
-    except Exception as exc:  # a bug must not sink a 1,000-file run; report it per file
-        record["error"] = f"unexpected {type(exc).__name__}: {exc} (please report)"
-    if record["error"]:
-        outcome = failed_outcome(row, record["error"])
-    state.outcomes.append(outcome)
-    state.seconds[row.name] = time.perf_counter() - start
-    state.out_samples.append(record)
-    return result
-
-
-def process_patient(
-    groups: list[SampleGroup], template: Template, config: RunConfig
-) -> GroupOutput:
-    """All sample groups of one patient, baseline first, for templates with pinned gates.
-
-    The baseline stained tube's fits of the ``pin: baseline`` gates are reused for every other
-    file of the patient (its control tube included). Without a usable baseline stained tube
-    those gates are fitted per file and flagged. ``pins`` = {patient: {gate: geometry}}.
-    """
-    baseline = [g for g in groups if g.timepoint == config.baseline]
-    others = [g for g in groups if g.timepoint != config.baseline]
-    outputs = []
-    pins: dict[str, Geometry] = {}
-    for group in baseline:
-        out = process_group(group, template, config, None)
-        pins = dict(out.pins.get(group.patient, {}))
-        outputs.append(out)
-    outputs += [process_group(group, template, config, pins) for group in others]
-    merged = GroupOutput.merge(outputs)
-    patient = {groups[0].patient: pins} if groups else {}
-    return GroupOutput(
-        samples=merged.samples,
-        populations=merged.populations,
-        markers=merged.markers,
-        seconds=merged.seconds,
-        outcomes=merged.outcomes,
-        pins=patient,
-    )
-
-
-def _keys(row: DesignRow) -> dict[str, str]:
-    return {
-        "file": row.name,
-        "patient": row.patient,
-        "timepoint": row.timepoint,
-        "tube": row.tube,
-    }
 
 
 # --------------------------------------------------------------------------- the run
@@ -520,7 +309,7 @@ def failed_output(item: SampleGroup | list[SampleGroup], reason: str) -> GroupOu
     """The output of a job that never returned (worker killed, time limit): its files failed."""
     records, outcomes = [], []
     for row in _rows_of(item):
-        record = _sample_record(row)
+        record = sample_record(row)
         record["error"] = reason
         records.append(record)
         outcomes.append(failed_outcome(row, reason))
@@ -530,7 +319,7 @@ def failed_output(item: SampleGroup | list[SampleGroup], reason: str) -> GroupOu
 def _unreadable_output(path: Path, reason: str) -> GroupOutput:
     """A file the design could not place (unreadable, no manifest): failed, the rest go on."""
     row = DesignRow(path, "", "", "")
-    record = _sample_record(row)
+    record = sample_record(row)
     record["error"] = reason
     return GroupOutput(samples=(record,), outcomes=(failed_outcome(row, reason),))
 
