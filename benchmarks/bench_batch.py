@@ -1,6 +1,7 @@
 """A whole run: ``cytogate batch`` on 1 and 2 worker processes vs FlowKit 1.3 sequential.
 
-Why: DESIGN §9 asks for batches that scale out over processes and whose memory does not grow
+Why: docs/architecture.md §7 asks for batches that scale out over processes and whose memory
+does not grow
 with the number of files. This measures both on a simulated run (default 4 patients x 6
 timepoints x 2 tubes = 48 files of 200,000 events), next to FlowKit doing the gating part of the
 same work, in the same process run, so ratios and not seconds are what carry over.
@@ -37,7 +38,8 @@ their parent and each counts them).
 
 Checks: the blast counts cytogate wrote in populations.csv must equal FlowKit's for every
 stained file (every population of every file is compared too); the exit status is 1 if not.
-Bounded memory (DESIGN §9): ``--jobs 1`` on the first 10 files of the run vs on all of them.
+Bounded memory (docs/architecture.md §7): ``--jobs 1`` on the first 10 files of the run vs on
+all of them.
 Nothing is asserted about time.
 
 Two more sections (issue 12 items 2, 4, 5), after the table:
@@ -677,7 +679,8 @@ def main(argv: list[str] | None = None) -> int:
                 big = max(m.rss_self_mb for m in results[CONFIGS[0].label])
                 little = max(m.rss_self_mb for m in small_runs)
                 print(
-                    f"\nbounded memory (DESIGN §9), cytogate batch --jobs 1, peak RSS: "
+                    "\nbounded memory (docs/architecture.md §7), "
+                    f"cytogate batch --jobs 1, peak RSS: "
                     f"{SMALL_RUN} files {little:.0f} MB, {n_files} files {big:.0f} MB "
                     f"({n_files}/{SMALL_RUN} files -> x{big / little:.2f} memory)"
                 )

@@ -56,7 +56,7 @@ def test_fold_changes_match_the_ground_truth_oracle(study, oracle, typical_patie
     )
 
 
-# (measure, comparison, direction): every effect reported in DESIGN §5.
+# (measure, comparison, direction): every effect reported in docs/architecture.md §5.
 PLANTED = [
     ("leukocytes_per_ul", "day3 vs baseline", "up"),
     ("blasts_per_ul", "day3 vs baseline", "up"),

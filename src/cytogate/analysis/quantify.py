@@ -1,6 +1,6 @@
 """Per-sample quantification: populations (counts, absolute counts) and markers (MFI, RMFI, %+).
 
-Definitions (DESIGN §5), each named in the output columns:
+Definitions (docs/architecture.md §5), each named in the output columns:
 
 * ``mfi_mean``, ``mfi_median``: arithmetic mean and median of the population's compensated
   linear intensities; ``mfi_geomean``: geometric mean over the *positive* values only

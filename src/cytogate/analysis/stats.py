@@ -1,4 +1,4 @@
-"""Fold changes from baseline and paired statistics across timepoints (DESIGN.md §5, §7).
+"""Fold changes from baseline and paired statistics across timepoints (docs/architecture.md §5, §6).
 
 Input is the long per-patient "values" table the aggregation step produces: columns
 ``patient``, ``timepoint``, ``measure``, ``value`` and optionally ``reason`` (why a value is NaN)

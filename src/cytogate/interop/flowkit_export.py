@@ -2,7 +2,8 @@
 
 Why: FlowKit (and, through GatingML 2.0, FlowJo) is the reference implementation our users
 trust. Translating our gates into FlowKit's model lets them check our gates in their own tools
-(DESIGN §4) and lets our tests compare cytogate's masks with FlowKit's, event for event.
+(docs/architecture.md §2) and lets our tests compare cytogate's masks with FlowKit's, event
+for event.
 
 A template names *markers* and may offer several geometry *variants* per gate; FlowKit/GatingML
 name *channels* ($PnN) and have exactly one geometry per gate. So a strategy is always built for

@@ -23,7 +23,7 @@ from cytogate.sim.populations import Composition, Geometry, Markers
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """Every knob of the simulated study; the defaults reproduce DESIGN §5.
+    """Every knob of the simulated study; the defaults reproduce docs/architecture.md §5.
 
     Frozen so a config can be passed around and recorded without being changed underneath;
     derive variants with :func:`dataclasses.replace`. Dict fields are not deep-frozen: treat them

@@ -18,9 +18,10 @@ from cytogate.sim.instrument import FLUORESCENCE_CHANNELS
 if TYPE_CHECKING:
     from cytogate.sim.config import StudyConfig
 
-#: Cohort multipliers vs baseline (DESIGN §5; the study reports leukocytes ×2.4 and blasts ×3.5
-#: after G-CSF, a further ×1.8 and ×2.8 at 6 h, 12G5 falling to 6 h and recovering at 24 h,
-#: 1D9 rising within 2 h, CD114/CD49f falling under G-CSF, Ki67 rising slightly).
+#: Cohort multipliers vs baseline (docs/architecture.md §5; the study reports leukocytes ×2.4
+#: and blasts ×3.5 after G-CSF, a further ×1.8 and ×2.8 at 6 h, 12G5 falling to 6 h and
+#: recovering at 24 h, 1D9 rising within 2 h, CD114/CD49f falling under G-CSF, Ki67 rising
+#: slightly).
 # fmt: off
 DEFAULT_EFFECTS: dict[str, dict[str, float]] = {
     "wbc_per_ul": {"baseline": 1.0, "day3": 2.4, "2h": 3.36, "4h": 3.96, "6h": 4.32, "24h": 3.1},

@@ -41,7 +41,7 @@ def _readme(config: StudyConfig, n_files: int, patients: list[PatientParams]) ->
 - Patients: {kinds}. "atypical" blasts sit near the monocytes (CD45 ≈ 0.66, SSC ≈ 0.17 in
   scaled space), outside a fixed CD45dim/SSClow gate.
 - Planted effects (cohort multipliers vs baseline, per-patient lognormal scatter): see
-  `ground_truth/planted_effects.csv` and DESIGN §5.
+  `ground_truth/planted_effects.csv` and docs/architecture.md §5.
 
 ## Files
 - `<patient>_<timepoint>_<tube>.fcs` and `manifest.csv` (file, patient, timepoint, tube,

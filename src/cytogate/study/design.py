@@ -6,7 +6,7 @@ and ``sample_ul``), ``cohort``). Without a
 manifest the design comes from FCS keywords or from file-name patterns named in the run config
 (``cytogate.yaml`` in the run folder, or ``--config``). The config also holds the timepoint
 order, the baseline, the comparisons, the MFI statistic, the test and the correction; with no
-config at all the defaults reproduce the mobilisation study (DESIGN §5).
+config at all the defaults reproduce the mobilisation study (docs/architecture.md §5).
 
 Problems that make the design ambiguous (a manifest row naming a missing file, a duplicate
 row, an unknown timepoint or tube, a bad number) are collected — all of them, with line
@@ -39,7 +39,7 @@ DesignSource = Literal["auto", "manifest", "keywords", "filename"]
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything about a run that is not in the files. Defaults = the study in DESIGN §5."""
+    """Everything about a run that is not in the files; defaults = the study (architecture §5)."""
 
     timepoints: tuple[str, ...] = STUDY_TIMEPOINTS
     baseline: str = "baseline"
