@@ -19,7 +19,7 @@ import numpy as np
 from cytogate.errors import GatingError, PanelError
 from cytogate.gating.external import ExternalTemplate
 from cytogate.gating.fitting.base import FitError, empty_gate, sample_indices
-from cytogate.gating.gates import Boolean, Geometry, Quadrant
+from cytogate.gating.gates import GRID_MIN_POINTS, Boolean, Geometry, PointGrid, Polygon, Quadrant
 from cytogate.gating.kinds import KINDS, kind_of
 from cytogate.gating.loader import load_template
 from cytogate.gating.model import ROOT, GateSpec, Template
@@ -484,6 +484,7 @@ class _ParentPoints:
     def __init__(self, scaled: dict[str, np.ndarray]) -> None:
         self._scaled = scaled
         self._cache: dict[tuple[str, tuple[str, ...]], tuple[np.ndarray, np.ndarray]] = {}
+        self._grids: dict[tuple[str, tuple[str, ...]], PointGrid | None] = {}
 
     def get(
         self, parent: str, parent_mask: np.ndarray, dims: tuple[str, ...]
@@ -497,6 +498,16 @@ class _ParentPoints:
                 np.take(self._scaled[d], index, out=points[:, j])
             self._cache[key] = (index, points)
         return self._cache[key]
+
+    def grid(self, parent: str, dims: tuple[str, ...]) -> PointGrid | None:
+        """The parent's points on a grid (after :meth:`get`), shared by its polygon gates;
+        None for too few points to pay for one."""
+        key = (parent, dims)
+        if key not in self._grids:
+            points = self._cache[key][1]
+            big = points.shape[0] >= GRID_MIN_POINTS and len(dims) == 2
+            self._grids[key] = PointGrid.of(points) if big else None
+        return self._grids[key]
 
 
 def _evaluate(
@@ -517,6 +528,8 @@ def _evaluate(
     index, points = points_of.get(parent, parent_mask, geometry.dims)
     if isinstance(geometry, Quadrant):
         named = geometry.assign(points)
+    elif isinstance(geometry, Polygon):
+        named = {name: geometry.contains(points, points_of.grid(parent, geometry.dims))}
     else:
         named = {name: geometry.contains(points)}
     out = {}
