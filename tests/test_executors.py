@@ -57,6 +57,10 @@ def boom(x: int) -> int:
 
 
 def thread_limits(_x: int) -> tuple[str | None, list[int]]:
+    # libraries loaded only now, after the worker set its limits (scipy's and scikit-learn's
+    # own OpenBLAS / OpenMP), must start with one thread as well
+    import scipy.linalg  # noqa: F401
+    import sklearn.mixture  # noqa: F401
     from threadpoolctl import threadpool_info
 
     return os.environ.get("OPENBLAS_NUM_THREADS"), [p["num_threads"] for p in threadpool_info()]
@@ -111,6 +115,27 @@ def test_exception_in_a_job_propagates():
 def test_workers_hold_native_thread_pools_to_one_thread():
     env, threads = run_jobs(thread_limits, [0, 1], 2)[0]
     assert env == "1" and threads and all(n == 1 for n in threads)
+
+
+def test_warm_imports_run_in_the_parent_while_workers_work(tmp_path):
+    """``warm`` modules are imported in the parent (in a thread) during the jobs, never forked
+    into a worker half-imported; a worker replaced meanwhile still runs its job."""
+    sys.modules.pop("colorsys", None)
+    items = [(x, str(tmp_path)) for x in range(6)]
+    assert run_jobs(kill_once, items, 2, warm=("colorsys",)) == list(range(6))
+    deadline = time.monotonic() + 10
+    while "colorsys" not in sys.modules and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "colorsys" in sys.modules
+    sys.modules.pop("colorsys", None)
+    assert run_jobs(double, [1, 2], 1, warm=("colorsys",)) == [2, 4]  # in-process path too
+    from cytogate.study.executors import import_in_background
+
+    thread = import_in_background(["colorsys", "no_such_module_here"])  # a failure is silent
+    assert thread is not None
+    thread.join(10)
+    assert "colorsys" in sys.modules and "no_such_module_here" not in sys.modules
+    assert import_in_background(["colorsys"]) is None  # already there: no thread
 
 
 def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path):
