@@ -228,8 +228,9 @@ class PointGrid:
         start, end = verts, np.roll(verts, -1, axis=0)
         steps = np.maximum(np.ceil(np.max(np.abs(end - start) / (cell / 2), axis=1)), 1)
         steps = steps.astype(np.int64)
-        frac = np.concatenate([np.arange(n + 1) / n for n in steps])
         seg = np.repeat(np.arange(len(verts)), steps + 1)
+        offsets = np.cumsum(steps + 1) - (steps + 1)
+        frac = (np.arange(seg.size) - offsets[seg]) / steps[seg]  # 0, 1/n, ..., 1 per edge
         along = start[seg] + (end[seg] - start[seg]) * frac[:, None]
         bx = np.clip(np.floor((along[:, 0] - lo[0]) / cell[0]).astype(np.int64), 0, size - 1)
         by = np.clip(np.floor((along[:, 1] - lo[1]) / cell[1]).astype(np.int64), 0, size - 1)
