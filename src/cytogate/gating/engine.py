@@ -19,7 +19,15 @@ import numpy as np
 from cytogate.errors import GatingError, PanelError
 from cytogate.gating.external import ExternalTemplate
 from cytogate.gating.fitting.base import FitError, empty_gate, sample_indices
-from cytogate.gating.gates import GRID_MIN_POINTS, Boolean, Geometry, PointGrid, Polygon, Quadrant
+from cytogate.gating.gates import (
+    GRID_MIN_POINTS,
+    Boolean,
+    Geometry,
+    PointGrid,
+    Polygon,
+    Quadrant,
+    Rectangle,
+)
 from cytogate.gating.kinds import KINDS, kind_of
 from cytogate.gating.loader import load_template
 from cytogate.gating.model import ROOT, GateSpec, Template
@@ -378,12 +386,10 @@ def _fit(
     qc = []
     if spec.pin and pinned is not None:
         qc.append(f"pin: {spec.pin} requested but no {spec.pin} fit is available; fitted here")
-    _, points = points_of.get(spec.parent, parent_mask, geometry.dims)
+    points, total = points_of.bounded(spec.parent, parent_mask, geometry.dims, FIT_EVENTS)
     bounded = {}
-    pick = evenly_spaced(points.shape[0], FIT_EVENTS)
-    if pick is not None:
-        bounded = {"fit_events": f"{FIT_EVENTS} of {points.shape[0]} (evenly spaced)"}
-        points = points[pick]
+    if points.shape[0] < total:
+        bounded = {"fit_events": f"{points.shape[0]} of {total} (evenly spaced)"}
     fitter = kind_of(geometry).fit
     assert fitter is not None
     try:
@@ -531,6 +537,36 @@ class _ParentPoints:
             self._cache[key] = (index, points)
         return self._cache[key]
 
+    def column(self, dim: str) -> np.ndarray:
+        return self._scaled[dim]
+
+    def has(self, parent: str, dims: tuple[str, ...]) -> bool:
+        return (parent, dims) in self._cache
+
+    def bounded(
+        self, parent: str, parent_mask: np.ndarray, dims: tuple[str, ...], limit: int
+    ) -> tuple[np.ndarray, int]:
+        """(at most ``limit`` of the parent's points, evenly spaced; how many it has), gathering
+        only those unless every point is already at hand."""
+        key = (parent, dims)
+        if key in self._cache:
+            index, points = self._cache[key]
+            pick = evenly_spaced(index.size, limit)
+            if pick is None:
+                return points, index.size
+            chosen = np.empty((pick.size, len(dims)), order="F")
+            for j in range(len(dims)):
+                np.take(points[:, j], pick, out=chosen[:, j])
+            return chosen, index.size
+        index = np.flatnonzero(parent_mask)
+        pick = evenly_spaced(index.size, limit)
+        if pick is None:
+            return self.get(parent, parent_mask, dims)[1], index.size
+        chosen = np.empty((pick.size, len(dims)), order="F")
+        for j, d in enumerate(dims):
+            np.take(self._scaled[d], index[pick], out=chosen[:, j])
+        return chosen, index.size
+
     def grid(self, parent: str, dims: tuple[str, ...]) -> PointGrid | None:
         """The parent's points on a grid (after :meth:`get`), shared by its polygon gates;
         None for too few points to pay for one."""
@@ -557,6 +593,16 @@ def _evaluate(
     if isinstance(geometry, Boolean):
         combined = geometry.combine([masks[name] for name in geometry.operands])
         return {name: combined & parent_mask}
+    if isinstance(geometry, Rectangle) and not points_of.has(parent, geometry.dims):
+        # a few comparisons over every event cost less than gathering the parent's points
+        full = parent_mask.copy()
+        for d, lo, hi in zip(geometry.dims, geometry.min, geometry.max, strict=True):
+            column = points_of.column(d)
+            if lo is not None:
+                full &= column >= lo
+            if hi is not None:
+                full &= column < hi
+        return {name: full}
     index, points = points_of.get(parent, parent_mask, geometry.dims)
     if isinstance(geometry, Quadrant):
         named = geometry.assign(points)

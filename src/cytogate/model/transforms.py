@@ -136,7 +136,11 @@ class Scale:
         x = np.asarray(values, dtype=np.float64)
         if self.kind == "linear":
             top, bottom = self._resolved("top", channel_range), float(self.params["bottom"])
-            return (x - bottom) / (top - bottom)
+            if bottom == 0.0:  # x - 0.0 is x: one pass instead of two, the same values
+                return np.divide(x, top - bottom)
+            out = np.subtract(x, bottom)
+            out /= top - bottom
+            return out
         if self.kind == "arcsinh":
             return np.arcsinh(x / float(self.params["cofactor"]))
         from flowutils import transforms as fu  # C-accelerated; imported only when scaling
