@@ -121,7 +121,9 @@ def count_nonfinite(events: np.ndarray, table: pd.DataFrame, notes: list[str]) -
         return {}
     # One summing pass answers the common case: a NaN or inf makes the sum non-finite, and a
     # finite sum means every value is finite (a sum that overflows is counted exactly below).
-    if np.isfinite(np.add.reduce(events.reshape(-1))):
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduce(events.reshape(-1))
+    if np.isfinite(total):
         return {}
     counts = np.count_nonzero(~np.isfinite(events), axis=0)
     if not counts.any():
