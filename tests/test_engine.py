@@ -243,3 +243,49 @@ gates:
     assert abs(bounded.count("hi") - n // 2) < 0.01 * n
     assert engine.evenly_spaced(10, 20) is None
     np.testing.assert_array_equal(engine.evenly_spaced(10, 4), [0, 2, 5, 7])
+
+
+def test_polygons_on_large_parents_match_the_crossing_test_event_for_event():
+    """Large parents take the grid paths (every event's cell on one grid per pair of
+    dimensions, or the parent's own points' grid when the parent is a small share): each must
+    give flowutils' crossing-test membership within the parent, event for event."""
+    from flowutils.gating import points_in_polygon
+
+    rng = np.random.default_rng(5)
+    n = 80_000
+    xy = np.column_stack([rng.normal(0.5, 0.2, n), rng.normal(0.5, 0.2, n)])
+    xy[:50] = [[0.3, 0.3]] * 50  # events exactly on a vertex of both polygons
+    sample = make_sample(xy, ["X", "Y"])
+    star = [
+        (float(0.5 + r * np.cos(a)), float(0.5 + r * np.sin(a)))
+        for a, r in zip(
+            np.linspace(0, 2 * np.pi, 60, endpoint=False), rng.uniform(0.15, 0.35, 60), strict=True
+        )
+    ]
+    star[0] = (0.3, 0.3)
+    template = parse_template(
+        f"""
+name: polys
+panel: {{X: '^X$', Y: '^Y$'}}
+compensation: none
+scales: {{X: {{kind: linear, top: 1}}, Y: {{kind: linear, top: 1}}}}
+gates:
+  - {{name: big, kind: rectangle, dims: [X, Y], min: [0.1, null], max: [null, null]}}
+  - {{name: star, parent: big, kind: polygon, dims: [X, Y], vertices: {[list(v) for v in star]}}}
+  - {{name: corner, kind: rectangle, dims: [X, Y], min: [0.6, 0.6], max: [null, null]}}
+  - name: tri
+    parent: corner
+    kind: polygon
+    dims: [X, Y]
+    vertices: [[0.3, 0.3], [1.2, 0.6], [0.6, 1.2]]
+""",
+        Path("polys.yaml"),
+    )
+    result = gate(sample, template)
+    for name, parent in (("star", "big"), ("tri", "corner")):
+        verts = np.array(result.gate_of(name).geometry.vertices)
+        expected = np.asarray(points_in_polygon(verts, np.ascontiguousarray(xy)), dtype=bool)
+        expected &= result.mask(parent)
+        assert 1_000 < expected.sum() < result.count(parent)  # both answers occur
+        np.testing.assert_array_equal(result.mask(name), expected)
+    assert 4 * result.count("big") >= n > 4 * result.count("corner")  # both paths were taken

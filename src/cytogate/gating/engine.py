@@ -308,7 +308,7 @@ def gate(
         reference=reference,
         dependencies={g.name: g.qc_sources() for g in tmpl.gates},
     )
-    points_of = _ParentPoints(result.scaled)
+    points_of = _ParentPoints(result.scaled, result.excluded_nonfinite == 0)
     context = _FitContext(result)
     for spec in tmpl.gates:
         result.gates.append(_apply(result, spec, points_of, context, pinned))
@@ -519,10 +519,29 @@ class _ParentPoints:
     CD45/SSC gates on the leukocytes), so the gather is done once, not once per gate.
     """
 
-    def __init__(self, scaled: dict[str, np.ndarray]) -> None:
+    def __init__(self, scaled: dict[str, np.ndarray], all_finite: bool) -> None:
         self._scaled = scaled
         self._cache: dict[tuple[str, tuple[str, ...]], tuple[np.ndarray, np.ndarray]] = {}
         self._grids: dict[tuple[str, tuple[str, ...]], PointGrid | None] = {}
+        self._all_finite = all_finite  # no event excluded for NaN/inf: columns have finite extents
+        self._full_grids: dict[tuple[str, ...], PointGrid | None] = {}
+        self._counts: dict[str, int] = {}
+
+    def full_grid(self, parent: str, parent_mask: np.ndarray, dims: tuple[str, ...]):
+        """Every event's cell for ``dims`` (one grid per pair of dimensions, shared by all the
+        parents gated on them), when the parent holds a large share of the events; else None
+        (the parent's points are gathered instead)."""
+        n = parent_mask.shape[0]
+        if not self._all_finite or len(dims) != 2 or n < GRID_MIN_POINTS:
+            return None
+        if parent not in self._counts:
+            self._counts[parent] = int(np.count_nonzero(parent_mask))
+        if 4 * self._counts[parent] < n:
+            return None
+        if dims not in self._full_grids:
+            x, y = (self._scaled[d] for d in dims)
+            self._full_grids[dims] = PointGrid.of_columns(x, y)
+        return self._full_grids[dims]
 
     def get(
         self, parent: str, parent_mask: np.ndarray, dims: tuple[str, ...]
@@ -593,6 +612,14 @@ def _evaluate(
     if isinstance(geometry, Boolean):
         combined = geometry.combine([masks[name] for name in geometry.operands])
         return {name: combined & parent_mask}
+    if isinstance(geometry, Polygon):
+        grid = points_of.full_grid(parent, parent_mask, geometry.dims)
+        if grid is not None:  # every event by its cell, within the parent: no gather
+            from flowutils.gating import points_in_polygon
+
+            x, y = (points_of.column(d) for d in geometry.dims)
+            verts = np.asarray(geometry.vertices, dtype=np.float64)
+            return {name: grid.polygon_membership(verts, x, y, points_in_polygon, parent_mask)}
     if isinstance(geometry, Rectangle) and not points_of.has(parent, geometry.dims):
         # a few comparisons over every event cost less than gathering the parent's points
         full = parent_mask.copy()

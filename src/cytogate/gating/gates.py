@@ -68,7 +68,7 @@ class Polygon:
             return np.zeros(0, dtype=bool)
         verts = np.asarray(self.vertices, dtype=np.float64)
         if grid is not None and grid.n_points == points.shape[0]:
-            return grid.polygon_membership(verts, points, points_in_polygon)
+            return grid.polygon_membership(verts, points[:, 0], points[:, 1], points_in_polygon)
         # Only points within the vertices' bounding box can be inside (a ray from a point
         # outside it crosses the boundary an even number of times).
         lo, hi = verts.min(axis=0), verts.max(axis=0)
@@ -79,11 +79,12 @@ class Polygon:
             if near.size:
                 inside[near] = points_in_polygon(verts, np.ascontiguousarray(points[near]))
             return inside
-        sub = PointGrid.of(points[near])
+        kept_x, kept_y = x[near], y[near]
+        sub = PointGrid.of_columns(kept_x, kept_y)
         if sub is None:  # pragma: no cover - finite vertices bound the points kept
             inside[near] = points_in_polygon(verts, np.ascontiguousarray(points[near]))
         else:
-            inside[near] = sub.polygon_membership(verts, points[near], points_in_polygon)
+            inside[near] = sub.polygon_membership(verts, kept_x, kept_y, points_in_polygon)
         return inside
 
     def outline(self) -> np.ndarray:
@@ -196,9 +197,13 @@ class PointGrid:
     @classmethod
     def of(cls, points: np.ndarray) -> PointGrid | None:
         """The grid of ``points`` (m x 2), or None when their extent is not finite and > 0."""
-        x, y = points[:, 0], points[:, 1]
-        lo = np.array([x.min(), y.min()])
-        hi = np.array([x.max(), y.max()])
+        return cls.of_columns(points[:, 0], points[:, 1])
+
+    @classmethod
+    def of_columns(cls, x: np.ndarray, y: np.ndarray) -> PointGrid | None:
+        """The grid of the points ``(x[i], y[i])``, or None (extent not finite and > 0)."""
+        lo = np.array([x.min(), y.min()]) if x.size else np.zeros(2)
+        hi = np.array([x.max(), y.max()]) if x.size else np.zeros(2)
         if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(hi > lo)):
             return None
         cell = (hi - lo) / cls.SIZE
@@ -217,9 +222,15 @@ class PointGrid:
         return index
 
     def polygon_membership(
-        self, verts: np.ndarray, points: np.ndarray, points_in_polygon
+        self,
+        verts: np.ndarray,
+        x: np.ndarray,
+        y: np.ndarray,
+        points_in_polygon,
+        within: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Exact membership of the grid's points in the polygon ``verts``."""
+        """Exact membership in the polygon ``verts`` of the grid's points ``(x, y)`` (the
+        columns it was built from); with ``within`` (a mask), False outside it."""
         size, lo, cell = self.SIZE, self.lo, self.cell
         # the cells the polygon's bounding box touches, padded by one (the dilation below)
         first = np.clip(np.floor((verts.min(axis=0) - lo) / cell).astype(np.int64) - 1, 0, size - 1)
@@ -245,11 +256,15 @@ class PointGrid:
         table[first[0] : last[0] + 1, first[1] : last[1] + 1] = classes
         cls = table.ravel()[self.flat]
         inside = cls == 1
-        edge = np.flatnonzero(cls == 2)
+        on_edge = cls == 2
+        if within is not None:
+            inside &= within
+            on_edge &= within
+        edge = np.flatnonzero(on_edge)
         if edge.size:
             pts = np.empty((edge.size, 2))
-            np.take(points[:, 0], edge, out=pts[:, 0])
-            np.take(points[:, 1], edge, out=pts[:, 1])
+            np.take(x, edge, out=pts[:, 0])
+            np.take(y, edge, out=pts[:, 1])
             inside[edge] = np.asarray(points_in_polygon(verts, pts), dtype=bool)
         return inside
 
