@@ -7,6 +7,7 @@ Vectorised: no Python loop over events.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -109,7 +110,8 @@ def decode_data(
     if scale:
         _scale(events, table, datatype, notes)
     spillover = _spillover(kw, table, notes)
-    dupes = sorted({n for n in table["pnn"] if (table["pnn"] == n).sum() > 1})
+    names = Counter(table["pnn"].tolist())  # not a pandas comparison per channel
+    dupes = sorted(n for n, k in names.items() if k > 1)
     if dupes:
         notes.append(f"duplicate $PnN names {dupes}; channel_index() refuses them")
     return np.ascontiguousarray(events), table, spillover, notes
