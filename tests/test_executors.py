@@ -176,3 +176,35 @@ def _alive(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_the_cli_starts_blas_with_one_thread_and_keeps_a_users_setting(monkeypatch):
+    """``cytogate`` sets the one-thread variables before numpy loads, so numpy's (and every
+    later) BLAS pool starts with one thread in the CLI process and its forked workers."""
+    script = textwrap.dedent(
+        """
+        import os, sys
+        sys.argv = ["cytogate", "--help"]
+        from cytogate.cli import main
+        try:
+            main()
+        except SystemExit:
+            pass
+        import numpy  # noqa: F401
+        from threadpoolctl import threadpool_info
+        most = max(p["num_threads"] for p in threadpool_info())
+        print("THREADS", most, os.environ["OMP_NUM_THREADS"])
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert "THREADS 1 1" in out
+    env["OMP_NUM_THREADS"] = "3"  # a user's own setting is kept
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip().endswith(" 3")

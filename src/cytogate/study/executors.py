@@ -175,6 +175,14 @@ def limit_native_threads() -> None:
         threadpool_limits(1)
 
 
+def hold_native_threads_from_the_start() -> None:
+    """Set :data:`ONE_THREAD_ENV` (values the user set are kept) in a process that has not
+    loaded numpy yet, so every BLAS/OpenMP pool starts with one thread here and in the workers
+    forked from it (the CLI calls this first; a library caller has usually loaded numpy)."""
+    for name, value in ONE_THREAD_ENV.items():
+        os.environ.setdefault(name, value)
+
+
 def _die_with_parent() -> None:
     """Linux: get SIGKILL when the parent dies, even by SIGKILL; elsewhere: nothing."""
     try:
