@@ -48,6 +48,11 @@ class ConfigFile(BaseModel):
     min_events: Annotated[int, Field(ge=1, le=10**9)] | None = None
     positivity_percentile: Annotated[float, Field(gt=0, lt=100)] | None = None
     control_tube: Name | None = None
+    #: per-marker control kind and stained tube of a multi-tube panel (docs/multitube.md)
+    marker_controls: (
+        Annotated[dict[Name, Literal["isotype", "fmo", "unstained"]], Field(max_length=1000)] | None
+    ) = None
+    marker_tubes: Annotated[dict[Name, Name], Field(max_length=1000)] | None = None
     rmfi_markers: Names | None = None
     positivity_markers: Names | None = None
     marker_populations: Names | None = None
@@ -127,7 +132,7 @@ def validate_config(doc: dict[Any, Any], where: str) -> dict[str, Any]:
                 values[key] = _comparisons(value)
             except ValueError as exc:
                 raise DesignError(f"{where}: field 'comparisons': {exc}") from None
-        elif key == "design_keywords":
+        elif key in ("design_keywords", "marker_controls", "marker_tubes"):
             values[key] = tuple(value.items())
         elif isinstance(value, list):
             values[key] = tuple(value)
