@@ -52,7 +52,8 @@ class _Rule(BaseModel):
         return self
 
 
-_Rules = Name | _Rule | Annotated[list[Name | _Rule], Field(min_length=1, max_length=20)]
+#: a field's rules: one rule, a keyword name (shorthand), or alternatives tried in order
+_Rules = Annotated[list[_Rule], Field(min_length=1, max_length=20)]
 
 
 class _ControlRule(BaseModel):
@@ -83,6 +84,23 @@ class _Design(BaseModel):
     wbc_per_ul: _Rules | None = None
     cohort: _Rules | None = None
     controls: Annotated[list[_ControlRule], Field(max_length=100)] | None = None
+
+    @field_validator(
+        "patient",
+        "timepoint",
+        "tube",
+        "role",
+        "control_for",
+        "fmo_marker",
+        "wbc_per_ul",
+        "cohort",
+        mode="before",
+    )
+    @classmethod
+    def _as_list(cls, value: Any) -> Any:
+        """``TUBE NAME`` -> ``[{keyword: TUBE NAME}]``; one rule -> a list of one."""
+        items = value if isinstance(value, list) else [value]
+        return [{"keyword": v} if isinstance(v, str) else v for v in items]
 
 
 class ConfigFile(BaseModel):
@@ -152,7 +170,12 @@ def _one_line(exc: ValidationError, where: str) -> DesignError:
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            allowed = ", ".join(sorted(ConfigFile.model_fields))
+            model: type[BaseModel] = ConfigFile
+            if err["loc"][0] == "design" and len(err["loc"]) > 1:
+                model = _Design if len(err["loc"]) == 2 else (
+                    _ControlRule if err["loc"][1] == "controls" else _Rule
+                )  # fmt: skip
+            allowed = ", ".join(sorted(model.model_fields))
             parts.append(f"field '{loc}': unknown field (allowed: {allowed})")
             continue
         given = repr(err.get("input"))

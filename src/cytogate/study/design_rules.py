@@ -57,14 +57,15 @@ DEFAULT_CONTROLS: tuple[dict[str, str], ...] = (
 
 _SPECIMEN_TIMEPOINT = {"regex": TIMEPOINT_TOKEN}
 #: Built-in presets, in the config's own form. Keyword names are those of real exports in the
-#: FCS corpus (FACSDiva 6.2 on Fortessa/LSR II/Canto, FC 500 CXP, SpectroFlo 2.2).
+#: FCS corpus (FACSDiva 6.2 on Fortessa/LSR II/Canto, FC 500 CXP, SpectroFlo 2.2). No preset
+#: reads the timepoint from the file name: plate exports name wells like ``D6``, which would
+#: read as day 6 (a real LSR II HTS file does); a lab whose file names carry it says so.
 PRESETS: dict[str, dict[str, Any]] = {
     "facsdiva": {
         "patient": {"keyword": "$SRC", "regex": PATIENT_BEFORE_TIMEPOINT},
         "timepoint": [
             {"keyword": "$SRC", **_SPECIMEN_TIMEPOINT},
             {"keyword": "EXPERIMENT NAME", **_SPECIMEN_TIMEPOINT},
-            {"filename": True, **_SPECIMEN_TIMEPOINT},
         ],
         "tube": {"keyword": "TUBE NAME"},
     },
@@ -77,7 +78,6 @@ PRESETS: dict[str, dict[str, Any]] = {
             {"keyword": "@SAMPLEID2", **_SPECIMEN_TIMEPOINT},
             {"keyword": "@SAMPLEID1", **_SPECIMEN_TIMEPOINT},
             {"keyword": "$SRC", **_SPECIMEN_TIMEPOINT},
-            {"filename": True, **_SPECIMEN_TIMEPOINT},
         ],
         "tube": [{"keyword": "TESTNAME"}, {"keyword": "@PANEL"}],
     },
@@ -85,7 +85,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "patient": {"keyword": "GROUPNAME", "regex": PATIENT_BEFORE_TIMEPOINT},
         "timepoint": [
             {"keyword": "GROUPNAME", **_SPECIMEN_TIMEPOINT},
-            {"filename": True, **_SPECIMEN_TIMEPOINT},
         ],
         "tube": {"keyword": "TUBENAME"},
     },
