@@ -172,13 +172,14 @@ def marker_reference(result: GatingResult, plan: MarkerPlan) -> dict[str, str]:
     return result.channel_map()
 
 
-def carries(result: GatingResult, marker: str) -> bool:
-    """Whether the file's panel has exactly one channel for ``marker`` (a partial panel may not)."""
+def panel_problem(result: GatingResult, marker: str) -> str:
+    """'' when the file's panel has exactly one channel for ``marker``, else why not (a
+    partial panel lacks it, or its patterns match several channels)."""
     try:
         result.resolve(marker)
-    except PanelError:
-        return False
-    return True
+    except PanelError as exc:
+        return str(exc)
+    return ""
 
 
 def marker_rows(

@@ -124,14 +124,14 @@ def _assign(
 ) -> tuple[TubeSet | None, str]:
     """The stained tube of the draw ``marker`` is quantified from, or why none (missing data).
 
-    A two-tube draw measures every marker on its one stained tube (a channel it lacks is that
-    row's reason). With several stained tubes: the one ``marker_tubes`` names, else the one
-    whose panel carries the marker; two carriers are refused (``check_markers_resolve`` stops
-    such a run before gating; here it is the row's reason).
+    A two-tube draw (tube ``stained``) measures every marker on its one stained tube (a
+    channel it lacks is that row's reason). Otherwise: the tube ``marker_tubes`` names, else
+    the one whose panel carries the marker; two carriers are refused (``check_markers_resolve``
+    stops such a run before gating; here it is the row's reason).
     """
-    from cytogate.analysis.quantify import carries
+    from cytogate.analysis.quantify import panel_problem
 
-    if len(group.tubes) == 1:
+    if len(group.tubes) == 1 and group.tubes[0].stained.tube == STAINED:
         return group.tubes[0], ""
     named = dict(config.marker_tubes).get(marker)
     if named is not None:
@@ -139,11 +139,12 @@ def _assign(
         if hits:
             return hits[0], ""
         return None, f"no {named!r} tube (marker_tubes) in this draw"
-    carriers = [
-        t
+    problems = {
+        t.stained.name: panel_problem(results[t.stained.name], marker)
         for t in group.tubes
-        if t.stained.name in results and carries(results[t.stained.name], marker)
-    ]
+        if t.stained.name in results
+    }
+    carriers = [t for t in group.tubes if problems.get(t.stained.name) == ""]
     if len(carriers) == 1:
         return carriers[0], ""
     if carriers:
@@ -153,7 +154,8 @@ def _assign(
         f"{t.stained.tube}" + ("" if t.stained.name in results else " (failed)")
         for t in group.tubes
     )
-    return None, f"not in this draw's panel (stained tubes: {listed})"
+    ambiguous = [why for why in problems.values() if "matches no channel" not in why]
+    return None, "; ".join([f"not in this draw's panel (stained tubes: {listed})", *ambiguous])
 
 
 def _marker_rows(
