@@ -300,3 +300,36 @@ def test_own_control_rules_and_role_keyword() -> None:
     assert found.values["role"] == "fmo" and found.sources["role"] == "keyword ROLE"
     _, found = _place({**kw, "ROLE": "negative"}, "a.fcs", section)
     assert any("role 'negative'" in p for p in found.problems)
+
+
+def test_batch_without_a_manifest_uses_the_inferred_design(tmp_path: Path) -> None:
+    """The same run with the simulator's manifest and without it: the same measures."""
+    from cytogate.study.batch import run_batch
+
+    study = StudyConfig(
+        n_patients=2, events_per_file=2000, seed=11, atypical_patients=0,
+        timepoints=("baseline", "2h"),
+    )  # fmt: skip
+    with_manifest = tmp_path / "with"
+    simulate_multitube_study(
+        with_manifest,
+        MultiTubeConfig(study=study, without_cd114=1, without_cd49f=1, without_ki67=0),
+    )
+    without = _copy_run(with_manifest, tmp_path / "without")
+    config = RunConfig(timepoints=("baseline", "2h"))
+    a, b = (
+        run_batch(with_manifest, config=config, jobs=1),
+        run_batch(without, config=config, jobs=1),
+    )
+    keys = ["file", "marker", "tube", "mfi_median", "rmfi", "pct_positive", "control_file"]
+    ma = a.markers[keys].sort_values(["file", "marker"]).reset_index(drop=True)
+    mb = b.markers[keys].sort_values(["file", "marker"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(ma, mb)
+    ma = ma[ma["tube"].isin(["CXCR4", "Ki67"])]  # the stained tubes' rows
+    cxcr4 = ma[ma["marker"] == "CXCR4_12G5"]
+    assert len(cxcr4) == 4 and cxcr4["rmfi"].notna().all()
+    assert (cxcr4["control_file"].str.contains("_CXCR4 isotype_")).all()
+    ki67 = ma[ma["marker"] == "Ki67"]
+    assert len(ki67) == 4 and (ki67["control_file"].str.contains("_Ki67 isotype_")).all()
+    # one patient lacks CD114: its value is missing data, not a failure
+    assert ma[ma["marker"] == "CD114"]["rmfi"].notna().sum() == 2
