@@ -315,3 +315,112 @@ def test_a_marker_no_file_carries_stops_the_run_but_a_partial_panel_does_not(stu
     keep.to_csv(run / "manifest.csv", index=False)
     with pytest.raises(DesignError, match=r"Ki67: in no stained file of the run"):
         run_batch(run, jobs=1)
+
+
+# --------------------------------------------------------------------------- simulated Diva study
+
+
+def _truth_by_labels(run: Path) -> pd.DataFrame:
+    """Per patient × timepoint × measure, from the simulator's per-event labels and each stained
+    tube's own control as the manifest states it (compensation by numpy.linalg.solve)."""
+    from cytogate.sim.simulate import LABEL_CODES, Instrument
+
+    blast = LABEL_CODES["blast"]
+    labels = np.load(run / "ground_truth" / "labels.npz")
+    manifest = pd.read_csv(run / "manifest.csv", keep_default_na=False)
+    controls = manifest[manifest["role"] == "isotype"].set_index(
+        ["patient", "timepoint", "control_for"]
+    )["file"]
+    channel = Instrument().panel
+    rows = []
+    for rec in manifest[manifest["role"] == "stained"].itertuples():
+        s_events, names, _, _ = _compensated(run / rec.file)
+        control = controls[(rec.patient, rec.timepoint, rec.tube)]
+        c_events, _, _, _ = _compensated(run / control)
+        sb, cb = labels[rec.file] == blast, labels[control] == blast
+        values = {}
+        for marker in RMFI:
+            if channel[marker] in names:
+                j = names.index(channel[marker])
+                values[RMFI[marker]] = np.median(s_events[sb, j]) / np.median(c_events[cb, j])
+        if channel["Ki67"] in names:
+            k = names.index(channel["Ki67"])
+            values[KI67_POS] = 100 * np.mean(s_events[sb, k] > np.percentile(c_events[cb, k], 99))
+        rows += [
+            {"patient": rec.patient, "timepoint": rec.timepoint, "measure": m, "value": v}
+            for m, v in values.items()
+        ]
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def diva(tmp_path_factory):
+    """designsim's simulated FACSDiva-style study: CXCR4 + Ki67 tubes, partial panels."""
+    from cytogate.sim.config import StudyConfig
+    from cytogate.sim.multitube import MultiTubeConfig, simulate_multitube_study
+
+    run = tmp_path_factory.mktemp("diva") / "run"
+    config = MultiTubeConfig(
+        study=StudyConfig(n_patients=5, events_per_file=3000, timepoints=TIMEPOINTS),
+        without_cd114=1,
+        without_cd49f=2,
+        without_ki67=1,
+    )
+    simulate_multitube_study(run, config)
+    return run, run_batch(run, config=RunConfig(timepoints=TIMEPOINTS), jobs=2)
+
+
+def test_simulated_diva_study_n_per_measure_equals_the_patients_whose_panel_has_it(diva):
+    run, result = diva
+    assert result.exit_status == 0
+    panels = pd.read_csv(run / "ground_truth" / "panels.csv")
+    expected = {RMFI[m]: int(panels[f"has_{m}"].sum()) for m in RMFI} | {
+        KI67_POS: int(panels["has_Ki67"].sum())
+    }
+    assert expected[RMFI["CD49f"]] == 3 and expected[KI67_POS] == 4  # the config's panels
+    n = result.stats.groupby("measure")["n_patients"].first()
+    for measure, count in expected.items():
+        assert n[measure] == count, measure
+    assert n["blasts_per_ul"] == 5
+
+
+def test_simulated_diva_study_recovers_every_measure_against_its_own_control(diva):
+    run, result = diva
+    typical = pd.read_csv(run / "ground_truth" / "patients.csv")
+    typical = set(typical.loc[typical["kind"] == "typical", "patient"])
+    truth = _truth_by_labels(run)
+    ours = result.timecourse[result.timecourse["patient"].isin(typical)]
+    merged = ours.merge(truth, on=["patient", "timepoint", "measure"], suffixes=("", "_truth"))
+    # a draw whose stained and control tubes disagree on the blasts is flagged (issue 7): its
+    # ratio is not trusted, and not asserted here; few are
+    pops = result.populations
+    flagged = pops[pops["qc_reason"].str.contains("blast count differs", na=False)]
+    doubtful = set(zip(flagged["file"], flagged["population"], strict=True))
+    m = result.markers
+    m = m[m["control_file"] != ""]
+    bad = {
+        (r.patient, r.timepoint, r.marker)
+        for r in m.itertuples()
+        if (r.file, "blasts") in doubtful or (r.control_file, "blasts") in doubtful
+    }
+    assert len({(p, t, mk == "Ki67") for p, t, mk in bad}) <= 3  # stained tubes of 27
+    for measure, marker in [*((v, k) for k, v in RMFI.items()), (KI67_POS, "Ki67")]:
+        rows = merged[merged["measure"] == measure]
+        planted = truth[(truth["measure"] == measure) & truth["patient"].isin(typical)]
+        assert len(rows) == len(planted) >= 2 * len(TIMEPOINTS), measure  # all who have it
+        keys = zip(rows["patient"], rows["timepoint"], strict=True)
+        trusted = [(p, t, marker) not in bad for p, t in keys]
+        rows = rows[trusted]
+        # values (not only fold changes) within the recovery tolerance of the truth
+        assert np.allclose(rows["value"], rows["value_truth"], rtol=RECOVERY_TOLERANCE[measure])
+    missing = ours[
+        ~ours.set_index(["patient", "timepoint", "measure"]).index.isin(
+            truth.set_index(["patient", "timepoint", "measure"]).index
+        )
+        & ours["measure"].isin([*RMFI.values(), KI67_POS])
+    ]
+    assert len(missing) and missing["value"].isna().all()  # absent from the panel: NaN
+    stats = result.stats.set_index(["measure", "comparison"])
+    assert stats.loc[(RMFI["CD114"], "day3 vs baseline"), "mean_fc"] < 1
+    assert stats.loc[(RMFI["CXCR4_12G5"], "6h vs day3"), "mean_fc"] < 1
+    assert stats.loc[("blasts_per_ul", "day3 vs baseline"), "mean_fc"] > 2
