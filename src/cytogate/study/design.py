@@ -854,17 +854,14 @@ def infer_design(run_dir: Path, config: RunConfig) -> Inference:
         )
         placed.append(PlacedFile(row, found.sources, preset or ""))
     linked = _linked([p.row for p in placed])
-    for p, row in zip(list(placed), linked, strict=True):
+    for i, (p, row) in enumerate(zip(placed, linked, strict=True)):
         if row.control_for != p.row.control_for:
             sources = {**p.sources, "control_for": "the draw's only stained tube"}
-            placed[placed.index(p)] = PlacedFile(row, sources, p.preset)
+            placed[i] = PlacedFile(row, sources, p.preset)
     problems, warnings = check_draws(linked, config)
     names = sorted(x for x in presets if x)
-    where = (
-        f"rules of {config.path}"
-        if config.design_rules is not None and config.path
-        else ("design rules")
-    )
+    own = config.design_rules is not None and config.path
+    where = f"design rules of {config.path}" if own else "design rules"
     source = f"{where} (preset {', '.join(names)})" if names else where
     return Inference(placed, unplaced, problems, warnings, unreadable, source)
 
