@@ -80,6 +80,7 @@ def test_cli_design_prints_and_writes_a_manifest(diva_run, tmp_path: Path) -> No
     res = CliRunner().invoke(cli, ["design", str(run)])
     assert res.exit_code == 0, res.output
     assert "P01_D3_CXCR4 isotype_" in res.output and "keyword TUBE NAME" in res.output
+    assert "84 file(s) without wbc_per_ul" in res.output  # Diva writes no blood count
     res = CliRunner().invoke(cli, ["design", str(run), "--write"])
     assert res.exit_code == 0, res.output
     written = read_manifest(run / "manifest.csv", run, RunConfig())
@@ -333,3 +334,17 @@ def test_batch_without_a_manifest_uses_the_inferred_design(tmp_path: Path) -> No
     assert len(ki67) == 4 and (ki67["control_file"].str.contains("_Ki67 isotype_")).all()
     # one patient lacks CD114: its value is missing data, not a failure
     assert ma[ma["marker"] == "CD114"]["rmfi"].notna().sum() == 2
+
+
+def test_wbc_from_a_custom_keyword(diva_run, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    a, b = sorted(diva_run[0].glob("P01_BL_CXCR4*.fcs"))  # the isotype tube, then the stained
+    _rewrite(a, run / a.name, WBC="5400")
+    _rewrite(b, run / b.name, WBC="5,4 x10^3")
+    (run / "cytogate.yaml").write_text("design:\n  wbc_per_ul: WBC\n", encoding="utf-8")
+    inference = infer_design(run, load_config(run))
+    (placed,) = inference.placed
+    assert placed.row.wbc_per_ul == 5400.0 and placed.sources["wbc_per_ul"] == "keyword WBC"
+    ((path, why),) = inference.unplaced
+    assert path.name == b.name and "'5,4 x10^3' is not a number" in why

@@ -62,6 +62,12 @@ def inference_lines(inference: Inference) -> list[str]:
         lines.append(f"{len(inference.problems)} problem(s) in the draws:")
         lines += [f"  {p}" for p in inference.problems]
     lines += [f"warning: {w}" for w in inference.warnings]
+    no_wbc = sum(p.row.wbc_per_ul is None for p in inference.placed)
+    if no_wbc:
+        lines.append(
+            f"note: {no_wbc} file(s) without wbc_per_ul: cells/µL will be NaN for them (add a "
+            "wbc_per_ul rule, or fill the column of the manifest --write gives)"
+        )
     return lines
 
 
