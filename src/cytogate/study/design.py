@@ -886,9 +886,10 @@ def _design_from_rules(run_dir: Path, config: RunConfig) -> Design:
     inference = infer_design(run_dir, config)
     if inference.unplaced:
         lines = [f"{p.name}: {why}" for p, why in inference.unplaced]
+        shown = lines[:20] + ([f"… and {len(lines) - 20} more"] if len(lines) > 20 else [])
         raise DesignError(
             f"design from {inference.source}: {len(lines)} file(s) cannot be placed (see "
-            "`cytogate design`):\n  " + "\n  ".join(lines)
+            "`cytogate design`):\n  " + "\n  ".join(shown)
         )
     if not inference.placed and not inference.unreadable:
         raise DesignError(f"no FCS files and no {MANIFEST_NAME} found")
