@@ -1,0 +1,127 @@
+"""The leukocyte map on over-compensated CD45 (a spillover into CD45's channel set too high).
+
+Correctly compensated CD45-negative events scatter around zero; a whole cluster below zero is
+what an over-estimated spillover coefficient makes of cells bright in the spilling dye (the
+BD Canto B-ALL marrow of benchmarks/eval_real_experts.py: CD10-PE-bright blasts, PE -> PerCP
+0.196). Synthetic plots and a synthetic FCS file plant the truth; the tests recover it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cytogate.gating.engine import gate
+from cytogate.gating.leukomap import MapSpec, codes_of, fit_map
+from cytogate.gating.template import load_template
+from cytogate.io.fcs import read_fcs
+from cytogate.io.fcs_writer import write_fcs
+
+ZERO = 0.111  # where 0 lies on the template's logicle (W 0.5, M 4.5): W / M
+SPEC = MapSpec(merge=0.9)
+
+
+def plot(
+    n: int, blast_cd45: float, negative_cd45: float | None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CD45 (scaled), SSC (fraction of range) and planted population: 0 CD45-negative,
+    1 lymphocytes, 3 granulocytes, 4 blasts."""
+    rng = np.random.default_rng(seed)
+    centres = {
+        0: (negative_cd45 or 0.0, 0.05),
+        1: (0.80, 0.07),
+        3: (0.62, 0.50),
+        4: (blast_cd45, 0.07),
+    }
+    weights = {0: 0.10 if negative_cd45 is not None else 0.0, 1: 0.30, 3: 0.30, 4: 0.30}
+    keys = np.array(list(centres))
+    p = np.array([weights[k] for k in keys])
+    truth = rng.choice(keys, size=n, p=p / p.sum())
+    x = np.array([centres[k][0] for k in keys])[np.searchsorted(keys, truth)]
+    y = np.array([centres[k][1] for k in keys])[np.searchsorted(keys, truth)]
+    return x + rng.normal(0, 0.03, n), y * np.exp(rng.normal(0, 0.16, n)), truth
+
+
+def f1(pred: np.ndarray, truth: np.ndarray) -> float:
+    tp = np.sum(pred & truth)
+    return float(2 * tp / max(pred.sum() + truth.sum(), 1))
+
+
+def test_a_cluster_below_zero_is_gated_by_its_ssc_and_flagged() -> None:
+    # blasts pushed to -0.15 (below zero), a genuine CD45-negative cluster around zero
+    x, y, truth = plot(40_000, blast_cd45=-0.15, negative_cd45=ZERO, seed=1)
+    fitted = fit_map(x, y, SPEC, zero=ZERO)
+    codes = fitted.assign(x, y)
+    assert f1(np.isin(codes, codes_of("blasts")), truth == 4) >= 0.95
+    assert f1(np.isin(codes, codes_of("cd45_negative")), truth == 0) >= 0.9
+    assert any("below zero" in r and "compensation" in r for r in fitted.qc["blasts"])
+
+
+def test_without_the_scale_zero_the_cluster_stays_cd45_negative() -> None:
+    x, y, truth = plot(40_000, blast_cd45=-0.15, negative_cd45=None, seed=2)
+    codes = fit_map(x, y, SPEC).assign(x, y)
+    assert f1(np.isin(codes, codes_of("cd45_negative")), truth == 4) >= 0.9
+    assert not np.any(np.isin(codes, codes_of("blasts")))
+
+
+def test_negatives_around_zero_are_not_called_over_compensated() -> None:
+    x, y, truth = plot(40_000, blast_cd45=0.5, negative_cd45=ZERO, seed=3)
+    fitted = fit_map(x, y, SPEC, zero=ZERO)
+    codes = fitted.assign(x, y)
+    assert f1(np.isin(codes, codes_of("cd45_negative")), truth == 0) >= 0.9
+    assert f1(np.isin(codes, codes_of("blasts")), truth == 4) >= 0.9
+    assert not any("below zero" in r for r in fitted.qc.get("blasts", []))
+
+
+def test_granulocytes_do_not_make_the_only_cd45_low_cluster_negative() -> None:
+    # blasts 0.40 below the lymphocytes (just under the negative gap), no CD45-negative
+    # events: the granulocytes' lower CD45 is no reason to call the blasts negative
+    x, y, truth = plot(40_000, blast_cd45=0.40, negative_cd45=None, seed=4)
+    codes = fit_map(x, y, SPEC, zero=ZERO).assign(x, y)
+    assert f1(np.isin(codes, codes_of("blasts")), truth == 4) >= 0.9
+
+
+def test_over_compensated_file_end_to_end(tmp_path) -> None:
+    """An FCS file whose $SPILLOVER says PE -> PerCP 0.30 where the truth is 0.10: the
+    PE-bright CD45dim blasts land below zero after compensation; the default template
+    still gates them as blasts and says why."""
+    rng = np.random.default_rng(7)
+    n = {"lymph": 12_000, "gran": 12_000, "blast": 12_000, "neg": 4_000, "debris": 3_000}
+    cd45 = {"lymph": 20_000, "gran": 5_000, "blast": 800, "neg": 0, "debris": 0}
+    ssc = {"lymph": 12_000, "gran": 120_000, "blast": 16_000, "neg": 9_000, "debris": 3_000}
+    fsc = {"lymph": 60_000, "gran": 90_000, "blast": 75_000, "neg": 55_000, "debris": 9_000}
+    pe = {"lymph": 100, "gran": 300, "blast": 60_000, "neg": 100, "debris": 100}
+    rows, truth = [], []
+    for k, m in n.items():
+        f = fsc[k] * np.exp(rng.normal(0, 0.15, m))
+        true_cd45 = cd45[k] * np.exp(rng.normal(0, 0.25, m)) + rng.normal(0, 120, m)
+        true_pe = pe[k] * np.exp(rng.normal(0, 0.3, m)) + rng.normal(0, 120, m)
+        rows.append(
+            np.column_stack(
+                [
+                    f,
+                    f * 0.8,
+                    ssc[k] * np.exp(rng.normal(0, 0.15, m)),
+                    true_pe,
+                    true_cd45 + 0.10 * true_pe,  # PerCP detector: CD45 + the real PE spill
+                ]
+            )
+        )
+        truth += [k] * m
+    events = np.vstack(rows)
+    names = ["FSC-A", "FSC-H", "SSC-A", "PE-A", "PerCP-A"]
+    spill = pd.DataFrame(np.eye(2), index=["PE-A", "PerCP-A"], columns=["PE-A", "PerCP-A"])
+    spill.loc["PE-A", "PerCP-A"] = 0.30  # over-estimated: three times the truth
+    path = write_fcs(
+        tmp_path / "overcomp.fcs",
+        events,
+        names,
+        pns=["", "", "", "CD10", "CD45"],
+        spillover=spill,
+        keywords={"$COM": "SIMULATED over-compensated CD45"},
+    )
+    result = gate(read_fcs(path), load_template("aml_blasts_cd45_ssc"))
+    labels = np.array(truth)
+    assert f1(result.mask("blasts"), labels == "blast") >= 0.9
+    assert f1(result.mask("lymphocytes"), labels == "lymph") >= 0.9
+    assert any("below zero" in r for r in result.qc("blasts"))
