@@ -125,3 +125,53 @@ def test_over_compensated_file_end_to_end(tmp_path) -> None:
     assert f1(result.mask("blasts"), labels == "blast") >= 0.9
     assert f1(result.mask("lymphocytes"), labels == "lymph") >= 0.9
     assert any("below zero" in r for r in result.qc("blasts"))
+
+
+def marrow_plot(
+    n: int, maturing: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A marrow-like CD45/SSC plot: compact SSC-low CD45dim blasts (4), lymphocytes (1),
+    granulocytes (3) and a share ``maturing`` of myeloid maturation between blasts and
+    granulocytes (5): SSC rising continuously from above the blasts to the granulocytes, CD45
+    rising with it."""
+    rng = np.random.default_rng(seed)
+    rest = 1.0 - maturing
+    p = [0.2 * rest, 0.45 * rest, 0.35 * rest, maturing]
+    truth = rng.choice([1, 3, 4, 5], size=n, p=p)
+    x = np.select([truth == 1, truth == 3, truth == 4], [0.80, 0.62, 0.45], 0.0)
+    y = np.select([truth == 1, truth == 3, truth == 4], [0.07, 0.50, 0.07], 0.0)
+    t = rng.uniform(0, 1, n)
+    mature = truth == 5
+    x[mature] = 0.47 + 0.15 * t[mature]
+    y[mature] = 0.12 * (0.45 / 0.12) ** t[mature]
+    return x + rng.normal(0, 0.03, n), y * np.exp(rng.normal(0, 0.16, n)), truth
+
+
+def blast_f1(x: np.ndarray, y: np.ndarray, truth: np.ndarray, **settings: float) -> float:
+    fitted = fit_map(x, y, MapSpec.from_settings({"merge": 0.9, **settings}), ZERO)
+    return f1(np.isin(fitted.assign(x, y), codes_of("blasts")), truth == 4)
+
+
+def test_a_maturation_cluster_above_the_blasts_goes_to_the_granulocytes() -> None:
+    x, y, truth = marrow_plot(60_000, maturing=0.25, seed=8)
+    fitted = fit_map(x, y, SPEC, zero=ZERO)
+    assert fitted.diagnostics["myeloid_maturation"], fitted.diagnostics
+    score = blast_f1(x, y, truth)
+    off = blast_f1(x, y, truth, maturation_decades=99)
+    assert score >= 0.95 and score > off + 0.05, (score, off)
+
+
+def test_a_thin_continuum_above_the_blasts_is_not_counted_as_blasts() -> None:
+    # 10 % maturation: the continuum barely forms a cluster of its own
+    x, y, truth = marrow_plot(60_000, maturing=0.10, seed=9)
+    score = blast_f1(x, y, truth)
+    off = blast_f1(x, y, truth, blast_ssc_sd=99, maturation_decades=99)
+    assert score >= 0.93 and score > off + 0.02, (score, off)
+
+
+def test_sscint_blasts_alone_stay_blasts() -> None:
+    # one CD45dim cluster at intermediate SSC (monoblast-like), no SSC-low blasts: not maturation
+    x, y, truth = plot(40_000, blast_cd45=0.5, negative_cd45=ZERO, seed=10)
+    y = np.where(truth == 4, y * 2.5, y)
+    fitted = fit_map(x, y, SPEC, zero=ZERO)
+    assert f1(np.isin(fitted.assign(x, y), codes_of("blasts")), truth == 4) >= 0.9

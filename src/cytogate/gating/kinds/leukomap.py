@@ -80,6 +80,20 @@ MAP_FIELDS = {
             0.85,
             f.positive,
         ),
+        Field(
+            "maturation_decades",
+            "a CD45-brighter blast-like cluster this many SSC decades above the blasts, joined "
+            "to the granulocytes more than to them, is myeloid maturation",
+            0.3,
+            f.positive,
+        ),
+        Field(
+            "blast_ssc_sd",
+            "blast region: ends this many of its cluster's SSC SDs above its peak where the "
+            "granulocytes are nearer than the monocytes (marrow myeloid maturation)",
+            3.5,
+            f.positive,
+        ),
     )
 }
 

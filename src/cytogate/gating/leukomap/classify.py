@@ -63,6 +63,8 @@ class Rules:
     wide_monocytes: float = 1.6  # ... or monocytes' CD45 SD this many times the lymphocytes'
     many_negatives: float = 0.1  # no blasts and this share CD45-negative: say so
     below_zero: float = 0.85  # a cluster with this share below CD45 zero: over-compensated
+    maturation_decades: float = 0.3  # a CD45dim cluster this far above the blasts: maturation?
+    blast_ssc_sd: float = 3.5  # the blast region ends this many of its SDs above its SSC peak
 
 
 def classify(

@@ -129,7 +129,9 @@ def fit_map(
     clusters = _clusters(grid, labels, zero)
     decade = 1.0 if log_y else 1.0 / spec.ssc_decades
     classes, qc = classify(clusters, spec.rules, decade)
+    matured = _maturation(clusters, classes, labels, grid, spec.rules, decade)
     codes = np.vectorize(classes.__getitem__, otypes=[np.int8])(labels)
+    codes, cap = _cap_blasts(codes, grid, labels, clusters, classes, spec.rules)
     codes = _tidy(codes, grid.counts)
     diag = {
         "ssc_working_scale": "log10" if log_y else "as stored",
@@ -146,6 +148,10 @@ def fit_map(
             for c in sorted(clusters, key=lambda c: -c.mass)
         ],
     }
+    if matured:
+        diag["myeloid_maturation"] = matured
+    if cap is not None:
+        diag["blast_ssc_cap"] = round(float(10**cap) if log_y else cap, 4)
     _separation(clusters, classes, labels, grid, diag, qc, spec.rules)
     return LeukoMap(grid, log_y, y_floor, codes, qc, diag)
 
@@ -173,6 +179,81 @@ def _clusters(grid: Grid, labels: np.ndarray, zero: float | None = None) -> list
             below = float(grid.counts[(labels == lab) & (gx < zero)].sum() / members.sum())
         out.append(Cluster(int(lab), float(xc[pi]), float(yc[pj]), mass, sx, sy, below))
     return out
+
+
+def _maturation(
+    clusters: list[Cluster],
+    classes: dict[int, int],
+    labels: np.ndarray,
+    grid: Grid,
+    rules: Rules,
+    decade: float,
+) -> list[dict[str, float]]:
+    """Rename as granulocytes a CD45dim cluster that is the marrow's myeloid maturation, not
+    blasts: SSC at least ``maturation_decades`` above another blast cluster, CD45 brighter than
+    it (CD45 rises with SSC as myeloid cells mature), and joined to the granulocytes by a higher
+    density pass than to the SSC-low blasts (the continuum runs into the granulocytes).
+    Changes ``classes`` in place; returns what was renamed (for the diagnostics)."""
+    blasts = [c for c in clusters if classes[c.label] == BLASTS]
+    grans = [c for c in clusters if classes[c.label] == GRANULOCYTES]
+    if len(blasts) < 2 or not grans:
+        return []
+    pairs = saddles(labels, grid.density)
+
+    def saddle(a: Cluster, b: Cluster) -> float:
+        return pairs.get((min(a.label, b.label), max(a.label, b.label)), 0.0)
+
+    low = min(blasts, key=lambda c: c.y)
+    out = []
+    for c in blasts:
+        if c is low or c.y - low.y < rules.maturation_decades * decade or c.x <= low.x:
+            continue
+        to_gran = max(saddle(c, g) for g in grans)
+        if to_gran > saddle(c, low):
+            classes[c.label] = GRANULOCYTES
+            out.append({"CD45": round(c.x, 4), "share": round(c.mass, 4)})
+    return out
+
+
+def _cap_blasts(
+    codes: np.ndarray,
+    grid: Grid,
+    labels: np.ndarray,
+    clusters: list[Cluster],
+    classes: dict[int, int],
+    rules: Rules,
+) -> tuple[np.ndarray, float | None]:
+    """Blasts are SSC-low and compact: bins of a blast basin more than ``blast_ssc_sd`` of
+    that cluster's own SSC spreads above its peak go to the granulocytes when theirs is the
+    nearest other leukocyte region.
+
+    Why: in marrow the myeloid maturation (promyelocytes to myelocytes: SSC intermediate, CD45
+    rising with SSC) is a continuum with no valley between it and the blasts, so the blasts'
+    watershed basin runs up to the granulocytes; a cytometrist's blast gate stops above the
+    blast cluster. Returns the codes and the highest cap used (working SSC units), or None."""
+    caps = [
+        (c.label, c.y + rules.blast_ssc_sd * c.sd_y)
+        for c in clusters
+        if classes[c.label] == BLASTS and c.sd_y > 0
+    ]
+    if not caps:
+        return codes, None
+    _, yc = grid.centres()
+    high = np.zeros(codes.shape, dtype=bool)
+    for label, cap in caps:
+        high |= (labels == label) & (yc[None, :] > cap)
+    gran = codes == GRANULOCYTES
+    if not high.any() or not gran.any():
+        return codes, max(cap for _, cap in caps)
+    # only the continuum towards the granulocytes is cut off: blasts' upper tail nearer the
+    # monocytes stays where the valley between them put it
+    to_gran = ndimage.distance_transform_edt(~gran)
+    mono = codes == MONOCYTES
+    to_mono = ndimage.distance_transform_edt(~mono) if mono.any() else np.inf
+    move = high & (to_gran <= to_mono)
+    codes = codes.copy()
+    codes[move] = GRANULOCYTES
+    return codes, max(cap for _, cap in caps)
 
 
 def _tidy(codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
