@@ -175,3 +175,40 @@ def test_sscint_blasts_alone_stay_blasts() -> None:
     y = np.where(truth == 4, y * 2.5, y)
     fitted = fit_map(x, y, SPEC, zero=ZERO)
     assert f1(np.isin(fitted.assign(x, y), codes_of("blasts")), truth == 4) >= 0.9
+
+
+def blood_plot(
+    n: int, with_monocytes: bool, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Blood: lymphocytes (1), granulocytes (3), CD45dim blasts (4) at SSC 0.26 and, if asked,
+    monocytes (2) just 0.07 brighter and at SSC 0.31 — one density cluster with the blasts
+    (the --hard simulation's patient P03)."""
+    rng = np.random.default_rng(seed)
+    keys = np.array([1, 2, 3, 4])
+    p = np.array([0.22, 0.08 if with_monocytes else 0.0, 0.5, 0.12])
+    truth = rng.choice(keys, size=n, p=p / p.sum())
+    cx = {1: 0.78, 2: 0.72, 3: 0.62, 4: 0.65}
+    cy = {1: 0.10, 2: 0.31, 3: 0.63, 4: 0.26}
+    x = np.vectorize(cx.get)(truth) + rng.normal(0, 0.028, n)
+    y = np.vectorize(cy.get)(truth) * np.exp(rng.normal(0, 0.16, n))
+    return x, y, truth
+
+
+def test_blasts_and_monocytes_in_one_cluster_are_split_and_flagged() -> None:
+    x, y, truth = blood_plot(8_000, with_monocytes=True, seed=11)
+    fitted = fit_map(x, y, SPEC, zero=ZERO)
+    codes = fitted.assign(x, y)
+    unsplit = fit_map(x, y, MapSpec.from_settings({"merge": 0.9, "split_d": 99}), ZERO)
+    before = f1(np.isin(unsplit.assign(x, y), codes_of("blasts")), truth == 4)
+    score = f1(np.isin(codes, codes_of("blasts")), truth == 4)
+    assert "monocyte_split" in fitted.diagnostics, fitted.diagnostics
+    assert score >= 0.85 and score > before + 0.05, (score, before)
+    assert f1(np.isin(codes, codes_of("monocytes")), truth == 2) >= 0.7
+    assert any("split by a two-Gaussian mixture" in r for r in fitted.qc["blasts"])
+
+
+def test_blasts_without_monocytes_are_not_split() -> None:
+    x, y, truth = blood_plot(8_000, with_monocytes=False, seed=12)
+    fitted = fit_map(x, y, SPEC, zero=ZERO)
+    assert "monocyte_split" not in fitted.diagnostics
+    assert f1(np.isin(fitted.assign(x, y), codes_of("blasts")), truth == 4) >= 0.95

@@ -88,6 +88,13 @@ MAP_FIELDS = {
             f.positive,
         ),
         Field(
+            "split_d",
+            "no monocyte cluster: split a blast cluster that is two Gaussians (a CD45dim one, one "
+            "as bright as the lymphocytes at monocyte SSC; BIC) apart by this Ashman's D",
+            0.8,
+            f.non_negative,
+        ),
+        Field(
             "blast_ssc_sd",
             "blast region: ends this many of its cluster's SSC SDs above its peak where the "
             "granulocytes are nearer than the monocytes (marrow myeloid maturation)",

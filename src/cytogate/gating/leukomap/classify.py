@@ -64,6 +64,7 @@ class Rules:
     many_negatives: float = 0.1  # no blasts and this share CD45-negative: say so
     below_zero: float = 0.85  # a cluster with this share below CD45 zero: over-compensated
     maturation_decades: float = 0.3  # a CD45dim cluster this far above the blasts: maturation?
+    split_d: float = 0.8  # no monocyte cluster: split blasts/monocytes at this Ashman's D
     blast_ssc_sd: float = 3.5  # the blast region ends this many of its SDs above its SSC peak
 
 

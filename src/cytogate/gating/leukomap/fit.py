@@ -132,6 +132,7 @@ def fit_map(
     matured = _maturation(clusters, classes, labels, grid, spec.rules, decade)
     codes = np.vectorize(classes.__getitem__, otypes=[np.int8])(labels)
     codes, cap = _cap_blasts(codes, grid, labels, clusters, classes, spec.rules)
+    split = _split_monocytes(x, v, codes, grid, clusters, classes, qc, spec, decade)
     codes = _tidy(codes, grid.counts)
     diag = {
         "ssc_working_scale": "log10" if log_y else "as stored",
@@ -150,6 +151,8 @@ def fit_map(
     }
     if matured:
         diag["myeloid_maturation"] = matured
+    if split:
+        diag["monocyte_split"] = split
     if cap is not None:
         diag["blast_ssc_cap"] = round(float(10**cap) if log_y else cap, 4)
     _separation(clusters, classes, labels, grid, diag, qc, spec.rules)
@@ -213,6 +216,76 @@ def _maturation(
             classes[c.label] = GRANULOCYTES
             out.append({"CD45": round(c.x, 4), "share": round(c.mass, 4)})
     return out
+
+
+def _split_monocytes(
+    x: np.ndarray,
+    v: np.ndarray,
+    codes: np.ndarray,
+    grid: Grid,
+    clusters: list[Cluster],
+    classes: dict[int, int],
+    qc: dict[str, list[str]],
+    spec: MapSpec,
+    decade: float,
+) -> dict[str, float]:
+    """Blood always holds monocytes: when no monocyte cluster was found and the blasts' one
+    density cluster is two Gaussians — a CD45dim one and one as bright as the lymphocytes at
+    monocyte SSC, apart by Ashman's D >= ``split_d`` in CD45 — the brighter one's bins become
+    monocytes (changes ``codes`` and ``qc`` in place). The blasts stay flagged: the border
+    lies on no valley. Returns the split's numbers for the diagnostics (empty: no split)."""
+    rules = spec.rules
+    found = set(classes.values())
+    lymphs = [c for c in clusters if classes[c.label] == LYMPHOCYTES]
+    if MONOCYTES in found or BLASTS not in found or not lymphs or rules.split_d <= 0:
+        return {}
+    lymph = max(lymphs, key=lambda c: c.mass)
+    sdx = max(lymph.sd_x, 1e-6)
+    i, j = grid.index(x, v)
+    inside = codes[i, j] == BLASTS
+    if inside.sum() < 200:
+        return {}
+    from sklearn.mixture import GaussianMixture
+
+    pts = np.column_stack([x[inside], v[inside]])
+    if pts.shape[0] > 20_000:
+        pts = pts[np.random.default_rng(spec.seed).choice(pts.shape[0], 20_000, replace=False)]
+    one = GaussianMixture(1, covariance_type="full", random_state=spec.seed).fit(pts)
+    gm = GaussianMixture(2, covariance_type="full", random_state=spec.seed).fit(pts)
+    if gm.bic(pts) > one.bic(pts) - 10.0:  # one Gaussian explains the cluster as well
+        return {}
+    bright, dim = np.argsort(-gm.means_[:, 0])
+    (bx, by), (dx, _) = gm.means_[bright], gm.means_[dim]
+    sd = np.sqrt(gm.covariances_[:, 0, 0])
+    ashman = float(np.sqrt(2) * (bx - dx) / np.sqrt(sd[0] ** 2 + sd[1] ** 2))
+    # as bright as the lymphocytes given both spreads (the mixture pulls an overlapped
+    # component's mean towards its neighbour), at monocyte SSC
+    reach = rules.bright_sd * float(np.hypot(sdx, sd[bright]))
+    monocyte_like = bx >= lymph.x - reach and by > lymph.y + rules.mono_decades * decade
+    if not (
+        monocyte_like
+        and lymph.x - dx > rules.dim_sd * sdx
+        and ashman >= rules.split_d
+        and gm.weights_.min() >= 0.05
+    ):
+        return {}
+    xc, yc = grid.centres()
+    gx, gy = np.meshgrid(xc, yc, indexing="ij")
+    region = codes == BLASTS
+    post = gm.predict_proba(np.column_stack([gx[region], gy[region]]))[:, bright]
+    new = np.where(post > 0.5, MONOCYTES, BLASTS).astype(codes.dtype)
+    codes[region] = new
+    qc["monocytes"] = [r for r in qc.get("monocytes", []) if "no monocyte cluster" not in r]
+    if not qc["monocytes"]:
+        del qc["monocytes"]
+    why = (
+        "blasts and monocytes form one density cluster, split by a two-Gaussian mixture "
+        f"(Ashman's D {ashman:.1f} in CD45): the blast/monocyte border is uncertain"
+    )
+    qc["blasts"] = [
+        why if "no monocyte cluster separate" in r else r for r in qc.get("blasts", [])
+    ] or [why]
+    return {"ashman_d": round(ashman, 2), "monocyte_weight": round(float(gm.weights_[bright]), 3)}
 
 
 def _cap_blasts(
