@@ -18,6 +18,9 @@ from cytogate.gating.leukomap.classify import (
 )
 from cytogate.gating.leukomap.density import Grid, saddles
 
+MIN_EVENTS = 30  # fewer events below a blast cluster's peak: its SSC spread is not capped on
+TAIL_SHARE = 0.05  # a blast basin is capped only when more than this lies above the cap
+
 
 def rename_maturation(
     clusters: list[Cluster],
@@ -133,26 +136,41 @@ def cap_blasts(
 ) -> tuple[np.ndarray, float | None]:
     """Blasts are SSC-low and compact: bins of a blast basin more than ``blast_ssc_sd`` of
     that cluster's own SSC spreads above its peak go to the granulocytes when theirs is the
-    nearest other leukocyte region.
+    nearest other leukocyte region and they hold more than ``TAIL_SHARE`` of the basin (a
+    continuum, not the cluster's own tail).
 
     Why: in marrow the myeloid maturation (promyelocytes to myelocytes: SSC intermediate, CD45
     rising with SSC) is a continuum with no valley between it and the blasts, so the blasts'
     watershed basin runs up to the granulocytes; a cytometrist's blast gate stops above the
-    blast cluster. Returns the codes and the highest cap used (working SSC units), or None."""
-    caps = [
-        (c.label, c.y + rules.blast_ssc_sd * c.sd_y)
-        for c in clusters
-        if classes[c.label] == BLASTS and c.sd_y > 0
-    ]
+    blast cluster. Returns the codes and the highest cap applied (working SSC units), or None."""
+    _, yc = grid.centres()
+    caps = []
+    for c in clusters:
+        if classes[c.label] != BLASTS:
+            continue
+        # the SSC spread from the cluster's lower side (events below its peak): nothing of the
+        # maturation above inflates it, and on a small cluster it is steadier than the core's
+        below = (labels == c.label) & (yc[None, :] < c.y)
+        n = float(grid.counts[below].sum())
+        if n < MIN_EVENTS:
+            continue
+        dy = np.broadcast_to(yc[None, :] - c.y, labels.shape)[below]
+        sd = float(np.sqrt(np.sum(grid.counts[below] * dy**2) / n))
+        caps.append((c.label, c.y + rules.blast_ssc_sd * max(sd, c.sd_y)))
     if not caps:
         return codes, None
-    _, yc = grid.centres()
     high = np.zeros(codes.shape, dtype=bool)
+    used = []
     for label, cap in caps:
-        high |= (labels == label) & (yc[None, :] > cap)
+        basin = labels == label
+        above = basin & (yc[None, :] > cap)
+        # a cluster's own tail holds few events that far out; a continuum holds many
+        if grid.counts[above].sum() > TAIL_SHARE * grid.counts[basin].sum():
+            high |= above
+            used.append(cap)
     gran = codes == GRANULOCYTES
     if not high.any() or not gran.any():
-        return codes, max(cap for _, cap in caps)
+        return codes, None
     # only the continuum towards the granulocytes is cut off: blasts' upper tail nearer the
     # monocytes stays where the valley between them put it
     to_gran = ndimage.distance_transform_edt(~gran)
@@ -161,4 +179,4 @@ def cap_blasts(
     move = high & (to_gran <= to_mono)
     codes = codes.copy()
     codes[move] = GRANULOCYTES
-    return codes, max(cap for _, cap in caps)
+    return codes, max(used)
