@@ -424,3 +424,25 @@ def test_simulated_diva_study_recovers_every_measure_against_its_own_control(div
     assert stats.loc[(RMFI["CD114"], "day3 vs baseline"), "mean_fc"] < 1
     assert stats.loc[(RMFI["CXCR4_12G5"], "6h vs day3"), "mean_fc"] < 1
     assert stats.loc[("blasts_per_ul", "day3 vs baseline"), "mean_fc"] > 2
+
+
+def test_figures_pair_each_stained_tube_with_the_control_its_markers_used(diva):
+    from cytogate.viz.render import plot_jobs
+
+    _, result = diva
+    jobs = plot_jobs(result.outcomes, result.markers, "stained", "isotype")
+    stained = result.samples[~result.samples["tube"].str.endswith("isotype")]
+    assert len(jobs) == len(stained)  # one job per stained tube, none per draw
+    m = result.markers
+    used = m[m["control_file"] != ""].groupby("file")["control_file"].first()
+    for job in jobs:
+        assert job.control is not None and job.control.control_for == job.stained.tube
+        assert job.control.tube == f"{job.stained.tube} isotype"
+        assert job.control.name == used[job.stained.name]
+        assert job.control.patient == job.stained.patient
+        assert job.control.timepoint == job.stained.timepoint
+        markers = {r["marker"] for r in job.marker_rows}
+        if job.stained.tube == "Ki67":
+            assert markers == {"Ki67"}
+        else:
+            assert {"CXCR4_12G5", "CXCR4_1D9"} <= markers <= {*RMFI, "Ki67"}

@@ -296,6 +296,8 @@ def _gate_one(
             timepoint=row.timepoint,
             tube=row.tube,
             channel_map=channel_map,
+            role=row.role,
+            control_for=row.control_for,
         )
     except CytogateError as exc:
         record["error"] = str(exc)
