@@ -446,3 +446,47 @@ def test_figures_pair_each_stained_tube_with_the_control_its_markers_used(diva):
             assert markers == {"Ki67"}
         else:
             assert {"CXCR4_12G5", "CXCR4_1D9"} <= markers <= {*RMFI, "Ki67"}
+
+
+def test_a_marker_configured_for_fmo_is_divided_by_the_fmo_that_omits_it(small, tmp_path):
+    """The FMO file here is the CXCR4 isotype's events with CD49f (PE-Cy7-A) doubled, so the
+    truth is exact: CD49f RMFI against it is half the isotype one, every other marker as before."""
+    run, right = small
+    fmo_run = tmp_path / "fmo"
+    shutil.copytree(run, fmo_run)
+    iso = read_fcs(fmo_run / "P02_baseline_CXCR4 isotype.fcs")
+    names = [str(n) for n in iso.channels["pnn"]]
+    events = iso.events.copy()
+    events[:, names.index("PE-Cy7-A")] *= 2.0
+    fmo = "P02_baseline_CXCR4 FMO CD49f.fcs"
+    write_fcs(
+        fmo_run / fmo,
+        events,
+        pnn=names,
+        pns=[str(s) for s in iso.channels["pns"]],
+        pnr=[float(r) for r in iso.channels["pnr"]],
+        keywords={"$COM": "SIMULATED data (cytogate test)"},
+    )
+    manifest = pd.read_csv(fmo_run / "manifest.csv", keep_default_na=False)
+    extra = manifest[manifest["file"] == "P02_baseline_CXCR4 isotype.fcs"].assign(
+        file=fmo, tube="CXCR4 FMO CD49f", role="fmo", fmo_marker="CD49f"
+    )
+    pd.concat([manifest, extra]).to_csv(fmo_run / "manifest.csv", index=False)
+
+    ignored = run_batch(fmo_run, jobs=1)  # isotype is the default control: the FMO is not used
+    assert _value(ignored, "P02", RMFI["CD49f"]) == _value(right, "P02", RMFI["CD49f"])
+    cfg = RunConfig(marker_controls=(("CD49f", "fmo"),))
+    used = run_batch(fmo_run, config=cfg, jobs=1)
+    assert np.isclose(
+        _value(used, "P02", RMFI["CD49f"]), _value(right, "P02", RMFI["CD49f"]) / 2, rtol=1e-6
+    )
+    for measure in (RMFI["CXCR4_12G5"], RMFI["CD114"], KI67_POS):
+        assert _value(used, "P02", measure) == _value(right, "P02", measure)
+    m = used.markers
+    row = m[(m["file"] == "P02_baseline_CXCR4.fcs") & (m["marker"] == "CD49f")].iloc[0]
+    assert (row["control_file"], row["control_role"]) == (fmo, "fmo")
+    # P03 has no FMO tube: its CD49f RMFI is missing, with the reason, not taken vs the isotype
+    p03 = m[(m["file"] == "P03_baseline_CXCR4.fcs") & (m["marker"] == "CD49f")].iloc[0]
+    assert (
+        np.isnan(p03["rmfi"]) and "no fmo control omitting CD49f for tube 'CXCR4'" in p03["reason"]
+    )

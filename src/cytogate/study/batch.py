@@ -366,9 +366,7 @@ def check_markers_resolve(design: Design, tmpl: Template, cfg: RunConfig) -> Non
                 why_not.setdefault(marker, str(exc))
                 continue
             carried[marker].append(row)
-    if not read_any:
-        return
-    for marker in markers:
+    for marker in markers if read_any else ():
         if not carried[marker]:
             problems.append(f"{marker}: in no stained file of the run ({why_not.get(marker, '')})")
             continue

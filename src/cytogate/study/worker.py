@@ -217,7 +217,7 @@ def _no_control(tubes: TubeSet, role: str, marker: str, row: DesignRow | None) -
         return f"{role} control {row.name} failed"
     if tubes.stained.tube == STAINED and not tubes.controls:
         return "no matched control tube"  # a two-tube draw without its control, as ever
-    which = f"fmo control without {marker}" if role == "fmo" else f"{role} control"
+    which = f"fmo control omitting {marker}" if role == "fmo" else f"{role} control"
     return f"no {which} for tube {tubes.stained.tube!r} in this draw"
 
 
