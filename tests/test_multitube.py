@@ -490,3 +490,40 @@ def test_a_marker_configured_for_fmo_is_divided_by_the_fmo_that_omits_it(small, 
     assert (
         np.isnan(p03["rmfi"]) and "no fmo control omitting CD49f for tube 'CXCR4'" in p03["reason"]
     )
+
+
+def test_pinned_gates_come_from_the_baseline_draws_first_stained_tube(diva, tmp_path):
+    """With ``pin: baseline`` every tube of the patient (both stained tubes, their isotypes,
+    later draws) reuses the fit of the baseline's first stained tube (by name: CXCR4)."""
+    from cytogate.gating.engine import gate
+    from cytogate.gating.template import bundled_template_dir, parse_template
+
+    source, _ = diva
+    text = (bundled_template_dir() / "aml_blasts_cd45_ssc.yaml").read_text()
+    text = text.replace("name: aml_blasts_cd45_ssc\n", "name: pinned_blasts\n").replace(
+        "    description: CD45dim, SSC below the granulocytes",
+        "    pin: baseline\n    description: CD45dim, SSC below the granulocytes",
+    )
+    template = tmp_path / "pinned.yaml"
+    template.write_text(text)
+    manifest = pd.read_csv(source / "manifest.csv", keep_default_na=False)
+    with_ki67 = sorted(set(manifest.loc[manifest["tube"] == "Ki67", "patient"]))[0]
+    keep = manifest[
+        (manifest["patient"] == with_ki67) & manifest["timepoint"].isin(["baseline", "day3"])
+    ]
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in keep["file"]:
+        shutil.copy(source / name, run / name)
+    keep.to_csv(run / "manifest.csv", index=False)
+    result = run_batch(run, template=template, config=RunConfig(timepoints=TIMEPOINTS), jobs=1)
+    tmpl = parse_template(text, template)
+    files = keep.set_index(["timepoint", "tube"])["file"]
+    fitted = gate(read_fcs(run / files[("baseline", "CXCR4")]), tmpl).gate_of("blasts").geometry
+    own = gate(read_fcs(run / files[("baseline", "Ki67")]), tmpl).gate_of("blasts").geometry
+    assert own != fitted  # the baseline Ki67 tube (other events) would get another polygon
+    assert result.pinned[with_ki67]["blasts"] == fitted
+    assert len(result.outcomes) == 8
+    for outcome in result.outcomes:
+        (blasts,) = [g for g in outcome.gates if g.name == "blasts"]
+        assert blasts.geometry == fitted, outcome.name
