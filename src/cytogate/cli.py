@@ -394,6 +394,50 @@ def _simulate_cd34(outdir: Path, patients: int, seed: int, blast_options: bool) 
     )
 
 
+@cli.command("design")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Run config YAML with design rules (default: RUN_DIR/cytogate.yaml if present).",
+)
+@click.option("--write", is_flag=True, help="Write the inferred design as RUN_DIR/manifest.csv.")
+@click.option("--force", is_flag=True, help="With --write: replace an existing manifest.csv.")
+@_user_errors
+def design_command(run_dir: Path, config_path: Path | None, write: bool, force: bool) -> None:
+    """Show the design inferred from FCS keywords and file names, with each field's source.
+
+    Exits 1 when a file cannot be placed (each is listed with the reason); docs/designs.md.
+    """
+    from cytogate.atomic import atomic_write_bytes
+    from cytogate.study.design import MANIFEST_NAME, infer_design, load_config, manifest_text
+    from cytogate.study.design_report import inference_lines, manifest_agreement
+
+    config = load_config(run_dir, config_path)
+    inference = infer_design(run_dir, config)
+    for line in inference_lines(inference):
+        click.echo(line)
+    agreement = manifest_agreement(run_dir, inference, config)
+    if agreement:
+        click.echo(agreement)
+    if write:
+        target = run_dir / MANIFEST_NAME
+        if target.exists() and not force:
+            raise click.UsageError(f"{target} exists; add --force to replace it")
+        atomic_write_bytes(target, [manifest_text(inference.rows).encode("utf-8")])
+        left = len(inference.unplaced) + len(inference.unreadable)
+        click.echo(
+            f"wrote {target} ({len(inference.rows)} file(s)"
+            + (f"; {left} file(s) left out: place them by hand" if left else "")
+            + ")"
+        )
+    if not inference.ok:
+        sys.exit(1)
+
+
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option(

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from cytogate.errors import CytogateError, DesignError
 from cytogate.study.config import DEFAULT_DESIGN_KEYWORDS, validate_config
+from cytogate.study.design_rules import DesignRules
 
 STUDY_TIMEPOINTS = ("baseline", "day3", "2h", "4h", "6h", "24h")
 STAINED = "stained"
@@ -38,7 +39,7 @@ CONFIG_NAME = "cytogate.yaml"
 FCS_SUFFIXES = (".fcs", ".lmd")
 
 MfiStatistic = Literal["mean", "median", "geomean"]
-DesignSource = Literal["auto", "manifest", "keywords", "filename"]
+DesignSource = Literal["auto", "manifest", "keywords", "filename", "rules"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ class RunConfig:
     design_source: DesignSource = "auto"
     design_keywords: tuple[tuple[str, str], ...] = tuple(DEFAULT_DESIGN_KEYWORDS.items())
     filename_pattern: str = r"^(?P<patient>[^_]+)_(?P<timepoint>[^_]+)_(?P<tube>[^_.]+)\.(fcs|lmd)$"
+    #: the config's ``design:`` rules (keywords/file-name rules, preset); None = none given
+    design_rules: DesignRules | None = None
     #: seconds a file may take (read, gate, quantify) before it counts as failed; None: no limit
     file_time_limit_s: float | None = None
     path: str | None = None  # where the config came from (None = defaults)
@@ -388,10 +391,17 @@ def read_design(run_dir: Path, config: RunConfig) -> Design:
         design = _design_from_keywords(run_dir, config, strict=True)
     elif source == "filename":
         design = _design_from_filenames(run_dir, config)
+    elif source == "rules" or config.design_rules is not None:
+        design = _design_from_rules(run_dir, config)
     else:
         design = _design_from_keywords(run_dir, config, strict=False)
         if design is None:
-            design = _design_from_filenames(run_dir, config)
+            try:
+                design = _design_from_filenames(run_dir, config)
+            except DesignError:
+                if not _software_known(run_dir):
+                    raise
+                design = _design_from_rules(run_dir, config)  # e.g. a FACSDiva export
     assert design is not None
     if source != "manifest":  # the manifest checks its draws itself, with the other problems
         design.rows = _linked([_legacy_role(r, config) for r in design.rows])
@@ -726,6 +736,177 @@ def _design_from_filenames(run_dir: Path, config: RunConfig) -> Design:
             continue
         rows.append(DesignRow(path, match["patient"], match["timepoint"], match["tube"]))
     return _checked(rows, problems, f"file names ({config.filename_pattern})", config)
+
+
+@dataclass(frozen=True)
+class PlacedFile:
+    """A file the design rules placed: its row and where each field came from."""
+
+    row: DesignRow
+    sources: dict[str, str]
+    preset: str  # the preset its rules came from ("" = the config's rules alone)
+
+
+@dataclass
+class Inference:
+    """What the design rules made of a run folder (``cytogate design`` prints it).
+
+    ``unplaced``: files without a patient, timepoint or tube, or with a value the run cannot
+    use, each with the reason; ``problems``: draws that do not hold together (a control for a
+    tube the draw lacks...), each naming its file; ``unreadable``: files whose keywords cannot
+    be read (a batch reports them failed and goes on).
+    """
+
+    placed: list[PlacedFile]
+    unplaced: list[tuple[Path, str]]
+    problems: list[str]
+    warnings: list[str]
+    unreadable: list[tuple[Path, str]]
+    source: str
+
+    @property
+    def rows(self) -> list[DesignRow]:
+        return [p.row for p in self.placed]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.unplaced or self.problems or self.unreadable)
+
+
+#: manifest columns ``cytogate design --write`` writes (read back by :func:`read_manifest`)
+MANIFEST_COLUMNS = (
+    "file",
+    "patient",
+    "timepoint",
+    "tube",
+    "role",
+    "control_for",
+    "fmo_marker",
+    "wbc_per_ul",
+    "cohort",
+)
+
+
+def infer_design(run_dir: Path, config: RunConfig) -> Inference:
+    """Place every FCS file of ``run_dir`` by the config's design rules (or the preset of the
+    software that wrote it); nothing is raised for a file that cannot be placed: it is listed.
+    """
+    from cytogate.errors import FCSError
+    from cytogate.io.fcs import read_keywords
+    from cytogate.study.design_rules import default_rules, detect_preset, evaluate
+
+    if not run_dir.is_dir():
+        raise DesignError(f"{run_dir}: not a folder")
+    rules = config.design_rules or default_rules()
+    placed: list[PlacedFile] = []
+    unplaced: list[tuple[Path, str]] = []
+    unreadable: list[tuple[Path, str]] = []
+    seen: dict[tuple[str, str, str], str] = {}
+    presets: set[str] = set()
+    for path in list_fcs_files(run_dir):
+        try:
+            kw = read_keywords(path)
+        except FCSError as exc:
+            unreadable.append((path, str(exc)))
+            continue
+        preset = rules.preset if rules.preset != "auto" else detect_preset(kw)
+        found = evaluate(rules.for_preset(preset), kw, path.name, config.timepoints)
+        reasons = list(found.problems)
+        if reasons and preset is None and not dict(rules.fields):
+            reasons.append(
+                "acquisition software not recognised (CREATOR "
+                f"{kw.get('CREATOR', '')!r}, $CYT {kw.get('$CYT', '')!r}): give design rules "
+                "in the run config (docs/designs.md)"
+            )
+        v = found.values
+        wbc, problem = _number(
+            v.get("wbc_per_ul", ""), f"wbc_per_ul ({found.sources.get('wbc_per_ul')})"
+        )
+        if problem:
+            reasons.append(problem)
+        if not reasons:
+            key = (v["patient"], v["timepoint"], v["tube"])
+            if key in seen:
+                reasons.append(
+                    f"a second {key[2]!r} tube for patient {key[0]} at {key[1]} (also {seen[key]})"
+                )
+            else:
+                seen[key] = path.name
+        if reasons:
+            unplaced.append((path, "; ".join(reasons)))
+            continue
+        presets.add(preset or "")
+        row = DesignRow(
+            path,
+            v["patient"],
+            v["timepoint"],
+            v["tube"],
+            wbc,
+            None,
+            v.get("cohort", ""),
+            role=v["role"],  # type: ignore[arg-type]
+            control_for=v["control_for"],
+            fmo_marker=v["fmo_marker"],
+        )
+        placed.append(PlacedFile(row, found.sources, preset or ""))
+    linked = _linked([p.row for p in placed])
+    for i, (p, row) in enumerate(zip(placed, linked, strict=True)):
+        if row.control_for != p.row.control_for:
+            sources = {**p.sources, "control_for": "the draw's only stained tube"}
+            placed[i] = PlacedFile(row, sources, p.preset)
+    problems, warnings = check_draws(linked, config)
+    names = sorted(x for x in presets if x)
+    own = config.design_rules is not None and config.path
+    where = f"design rules of {config.path}" if own else "design rules"
+    source = f"{where} (preset {', '.join(names)})" if names else where
+    return Inference(placed, unplaced, problems, warnings, unreadable, source)
+
+
+def manifest_text(rows: Iterable[DesignRow]) -> str:
+    """A ``manifest.csv`` of ``rows`` (:data:`MANIFEST_COLUMNS`), read back as the same design."""
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(MANIFEST_COLUMNS)
+    for r in rows:
+        wbc = "" if r.wbc_per_ul is None else f"{r.wbc_per_ul:g}"
+        writer.writerow(
+            [r.name, r.patient, r.timepoint, r.tube, r.role, r.control_for, r.fmo_marker, wbc,
+             r.cohort]
+        )  # fmt: skip
+    return buf.getvalue()
+
+
+def _design_from_rules(run_dir: Path, config: RunConfig) -> Design:
+    inference = infer_design(run_dir, config)
+    if inference.unplaced:
+        lines = [f"{p.name}: {why}" for p, why in inference.unplaced]
+        shown = lines[:20] + ([f"… and {len(lines) - 20} more"] if len(lines) > 20 else [])
+        raise DesignError(
+            f"design from {inference.source}: {len(lines)} file(s) cannot be placed (see "
+            "`cytogate design`):\n  " + "\n  ".join(shown)
+        )
+    if not inference.placed and not inference.unreadable:
+        raise DesignError(f"no FCS files and no {MANIFEST_NAME} found")
+    design = Design(inference.rows, inference.source, warnings=list(inference.warnings))
+    design.unreadable = inference.unreadable
+    return design
+
+
+def _software_known(run_dir: Path) -> bool:
+    """Whether some file of the run was written by software a design preset knows."""
+    from cytogate.errors import FCSError
+    from cytogate.io.fcs import read_keywords
+    from cytogate.study.design_rules import detect_preset
+
+    for path in list_fcs_files(run_dir):
+        try:
+            if detect_preset(read_keywords(path)) not in (None, "cytogate"):
+                return True
+        except FCSError:
+            continue
+    return False
 
 
 def _checked(rows: list[DesignRow], problems: list[str], source: str, config: RunConfig) -> Design:
