@@ -131,28 +131,49 @@ def merge_basins(
     """Merge into its neighbour every basin that is a shoulder (its saddle above ``merge`` ×
     its peak), holds under ``min_mass`` of the events, or whose peak rises above the saddle by
     less than ``significance`` SDs of counting noise (events under the smoothing kernel,
-    Poisson) — so a small file's noise does not make populations."""
+    Poisson) — so a small file's noise does not make populations.
+
+    One merge at a time, the most shoulder-like first. The grid is scanned once: when basin
+    ``low`` joins ``high``, the pass from the union to a third basin is the higher of their two
+    passes and its mass is their sum, which is what a re-scan of the merged labels gives.
+    """
     flat_density = density.ravel()
     kernel_bins = 4.0 * np.pi * smooth**2  # effective area of the Gaussian kernel, in bins
     total = max(float(counts.sum()), 1.0)
-    while True:
-        ids = np.unique(labels)
-        if ids.size <= 1:
-            return labels
-        mass = ndimage.sum(counts, labels, ids) / total
-        mass_of = dict(zip(ids.tolist(), mass.tolist(), strict=True))
-        peak_of = {int(i): float(flat_density[i]) for i in ids}
+    ids = np.unique(labels)
+    if ids.size <= 1:
+        return labels
+    events = dict(zip(ids.tolist(), ndimage.sum(counts, labels, ids).tolist(), strict=True))
+    peak_of = {int(i): float(flat_density[i]) for i in ids}
+    passes = saddles(labels, density)  # (lower id, higher id) -> highest pass
+    into = {i: i for i in events}  # basin -> the basin that absorbed it
+    while len(events) > 1:
         best: tuple[float, int, int] | None = None  # (score, absorbed, absorber)
-        for (a, b), s in saddles(labels, density).items():
+        for (a, b), s in sorted(passes.items()):
             low, high = (a, b) if peak_of[a] < peak_of[b] else (b, a)
             prominence = 1.0 - s / max(peak_of[low], 1e-12)  # 0: a shoulder, 1: a clean valley
             p = peak_of[low]
             noise = np.sqrt(max(p + s, 1e-12) / kernel_bins)  # SD of (peak - saddle), per bin
-            small = mass_of[low] < min_mass or (p - s) < significance * noise
+            small = events[low] / total < min_mass or (p - s) < significance * noise
             if prominence < 1.0 - merge or small:
                 score = s / max(peak_of[low], 1e-12) + (1.0 if small else 0.0)
                 if best is None or score > best[0]:
                     best = (score, low, high)
         if best is None:
-            return labels
-        labels = np.where(labels == best[1], best[2], labels)
+            break
+        _, low, high = best
+        events[high] += events.pop(low)
+        for i, target in into.items():
+            if target == low:
+                into[i] = high
+        merged: dict[tuple[int, int], float] = {}
+        for (a, b), s in passes.items():
+            a, b = (high if a == low else a), (high if b == low else b)
+            if a == b:
+                continue
+            key = (min(a, b), max(a, b))
+            merged[key] = max(merged.get(key, s), s)
+        passes = merged
+    lookup = np.array(sorted(into), dtype=labels.dtype)
+    targets = np.array([into[i] for i in sorted(into)], dtype=labels.dtype)
+    return targets[np.searchsorted(lookup, labels)]
