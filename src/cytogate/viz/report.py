@@ -75,6 +75,7 @@ def write_plots_and_report(
         config.timepoints,
         config.baseline,
         simulated,
+        control=config.control_tube,
     )
     # one pool for both kinds: the time courses (largest figures) first, then the groups
     tasks: list[Any] = [*courses, *groups]
@@ -127,9 +128,8 @@ def write_plots_and_report(
     for e in entries:
         written += [out_path / p for p in (e.path, e.thumb) if p]
     for f in figures:
-        written += sorted(
-            {out_path / p for p in (f.path, f.preview, f.patients_path, f.patients_preview)}
-        )
+        shown = (f.path, f.preview, f.patients_path, f.patients_preview)
+        written += sorted({out_path / p for p in (*shown, f.values_path, f.values_preview) if p})
     written.append(report)
     if cd34:
         written.append(out_path / cd34["figure"])
@@ -247,6 +247,7 @@ def render_report(
         stats_rows=_stats_rows(result),
         marker_populations=", ".join(config.marker_populations),
         control_tube=config.control_tube,
+        mfi_statistic=config.mfi_statistic,
         gallery=_gallery(result, config, entries),
         cd34=cd34,
     )
