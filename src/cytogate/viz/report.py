@@ -24,6 +24,7 @@ from cytogate.atomic import atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
+    from jinja2 import Environment
     from jinja2 import Template as PageTemplate
 
     from cytogate.study.batch import BatchResult
@@ -173,20 +174,29 @@ def _cell(value: Any) -> str:
 
 
 @lru_cache(maxsize=1)
-def _page_template() -> PageTemplate:
+def page_environment() -> Environment:
+    """The jinja2 environment of every page cytogate writes (autoescaped)."""
     from jinja2 import Environment, select_autoescape
 
-    env = Environment(
+    return Environment(
         autoescape=select_autoescape(default=True),
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    return env.from_string(_resource("report.html.j2"))
 
 
-def _resource(name: str) -> str:
+@lru_cache(maxsize=1)
+def _page_template() -> PageTemplate:
+    return page_environment().from_string(resource("report.html.j2"))
+
+
+def resource(name: str) -> str:
+    """A file of ``cytogate/viz/templates`` (page templates, CSS, script) as text."""
     return resources.files("cytogate.viz").joinpath("templates", name).read_text("utf-8")
+
+
+_resource = resource
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
