@@ -605,14 +605,16 @@ def plot_command(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Output folder for agreement.csv and bland_altman.png (default: RUN/cytogate_compare).",
+    help="Output folder for agreement.csv, agreement.html and its figures (default: "
+    "RUN/cytogate_compare).",
 )
 @click.option(
     "--worst",
     type=click.IntRange(0, 100),
     default=3,
     show_default=True,
-    help="Gate plots (cytogate's and the reference's) of this many worst files, in worst/.",
+    help="This many worst files get, in worst/, a panel per population with both gates and "
+    "each side's gate tree.",
 )
 @_user_errors
 def compare_command(
