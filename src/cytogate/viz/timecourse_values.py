@@ -90,6 +90,8 @@ def values_figure(
     (:func:`~cytogate.viz.phases.study_phases`: the study's G-CSF and plerixafor phases, or
     none for another design); ``()`` marks none.
     """
+    from matplotlib.patheffects import withStroke
+
     if phases is None:
         phases = study_phases(timepoints, baseline)
     n_panels = max(1, len(measures))
@@ -152,8 +154,8 @@ def values_figure(
                     va="bottom",
                     fontsize=9,
                     color=_COLOUR,
-                    # a line from a higher neighbour may pass here: keep the stars legible
-                    bbox={"boxstyle": "square,pad=0.05", "fc": "white", "ec": "none", "alpha": 0.8},
+                    # a line from a higher neighbour may pass here: a halo keeps them legible
+                    path_effects=[withStroke(linewidth=2.5, foreground="white")],
                     gid=f"stars:{measure.name}",
                 )
         starred = {tp: True for tp in stars}
