@@ -229,3 +229,28 @@ def test_flowjo_recorded_counts_are_compared_with_the_exact_evaluation(compared,
     assert "For 1 of 4" in text and "binned display data" in text
     assert changed.loc[1, "reference_population"] in html and "−13" not in html
     assert "-13" in html  # FlowJo recorded 13 fewer than the exact evaluation
+
+
+@pytest.mark.parametrize(
+    "workspace", ["test_data_diamond_biex_rect.wsp", "test_data_diamond_asinh_rect.wsp"]
+)
+def test_a_flowjo_templates_gate_plot_shows_the_events_in_the_gates_space(workspace):
+    """The worst files' gate trees (and ``cytogate plot -t x.wsp``) draw FlowKit's transformed
+    values, the space the workspace's gates live in; recomputing them from the recorded
+    identity scale put every event beyond the axes."""
+    from matplotlib.path import Path as MplPath
+
+    from cytogate.gating.engine import gate
+    from cytogate.io.fcs import read_fcs
+    from cytogate.viz.gate_plots import gate_figure
+
+    result = gate(read_fcs(FCS), EXAMPLES / workspace)
+    (panel,) = gate_figure(result).panels
+    assert panel.off_scale == 0 and panel.n_events == result.n_events
+    (outline,) = [ln for ln in panel.ax.lines if ln.get_gid() == "gate:upper_right"]
+    x = result.scaled_values(panel.x.dim)
+    y = result.scaled_values(panel.y.dim)
+    vertices = np.column_stack([outline.get_xdata(), outline.get_ydata()])
+    inside = MplPath(vertices).contains_points(np.column_stack([x, y]))
+    # the events inside the drawn outline are the gate's (to within events on its edge)
+    assert abs(int(inside.sum()) - result.count("upper_right")) <= 0.002 * result.n_events
