@@ -204,7 +204,12 @@ def _scaled(item):
     return view.scaled_values("channel_A"), view.scaled_values("channel_B")
 
 
-def test_flowjo_recorded_counts_are_compared_with_the_exact_evaluation(compared, template):
+def test_flowjo_recorded_counts_are_compared_with_the_exact_evaluation(
+    compared, template, monkeypatch
+):
+    """…and the report draws the kept results: with gating disabled it still writes."""
+    import cytogate.gating.engine as engine
+
     page = _page(compared)
     assert "equals the exact evaluation" in page.ids["flowjo-equal"]  # FlowKit's example agrees
     reference = load_reference(WSP)
@@ -222,7 +227,14 @@ def test_flowjo_recorded_counts_are_compared_with_the_exact_evaluation(compared,
         template=str(template),
         mapping=parse_map(MAP),
     )
+
+    def no_gating(*_args, **_kwargs):
+        raise AssertionError("the report gated a file")
+
+    monkeypatch.setattr(engine, "gate", no_gating)
+    monkeypatch.setattr(engine, "_fit", no_gating)
     written = write_agreement_report(result)
+    assert out / "worst" / f"{FCS.stem}_both_gates.png" in written
     assert written[-1] == out / "agreement.html"
     html = (out / "agreement.html").read_text()
     text = _page(out).ids["flowjo-differ"]

@@ -2,7 +2,10 @@
 
 Points, error bars and stars are read from the ``stats`` table (the "<timepoint> vs
 <baseline>" rows), per-patient lines from ``timecourse``; measures are :class:`Measure`
-values, so labels never come from parsing a column name.
+values, so labels never come from parsing a column name. Each figure of a run is drawn in
+three versions (:func:`draw_timecourse`): mean fold change, the same with each patient's
+line, and the measure itself (:mod:`cytogate.viz.timecourse_values`); treatment phases are
+marked on the time axis (:mod:`cytogate.viz.phases`).
 """
 
 from __future__ import annotations
