@@ -124,6 +124,14 @@ def _page(out: Path) -> _Table:
 
 
 def test_report_table_is_worst_first_and_equals_agreement_csv(compared):
+    from .test_report import _parse
+
+    html = _parse(compared / "agreement.html")
+    assert html.problems == [] and html.stack == []  # well formed
+    for target in [*html.links, *(img["src"] for img in html.images)]:
+        if not target.startswith("#"):
+            assert (compared / target).is_file(), target  # every link resolves beside the page
+    assert len(html.images) == 2  # Bland–Altman and the worst file's panels
     table = pd.read_csv(compared / "agreement.csv")
     page = _page(compared)
     header, *rows = page.rows
