@@ -148,3 +148,108 @@ def test_read_keywords_equals_read_fcs_keywords():
     ]
     for path in files:
         assert read_keywords(path) == read_fcs(path).keywords
+
+
+# --------------------------------------------------------------------------- multi-tube manifests
+MULTI = "file,patient,timepoint,tube,role,control_for,fmo_marker\n"
+
+
+def test_multitube_manifest_links_each_control_to_its_stained_tube(tmp_path):
+    files = ["c.fcs", "ci.fcs", "k.fcs", "ki.fcs", "f.fcs", "c2.fcs"]
+    run = _run(
+        tmp_path,
+        MULTI + "c.fcs,P1,baseline,CXCR4,stained,,\n"
+        "ci.fcs,P1,baseline,CXCR4 isotype,isotype,CXCR4,\n"
+        "k.fcs,P1,baseline,Ki67,,,\n"  # empty role: a stained tube
+        "ki.fcs,P1,baseline,Ki67 isotype,isotype,Ki67,\n"
+        "f.fcs,P1,baseline,CXCR4 FMO CD49f,fmo,CXCR4,CD49f\n"
+        "c2.fcs,P1,day3,CXCR4,stained,,\n",
+        files,
+    )
+    design = read_design(run, RunConfig())
+    roles = {r.file.name: (r.tube, r.role, r.control_for, r.fmo_marker) for r in design.rows}
+    assert roles["k.fcs"] == ("Ki67", "stained", "", "")
+    assert roles["f.fcs"] == ("CXCR4 FMO CD49f", "fmo", "CXCR4", "CD49f")
+    base, day3 = design.groups(RunConfig())
+    assert [t.stained.file.name for t in base.tubes] == ["c.fcs", "k.fcs"]  # by tube name
+    cxcr4, ki67 = base.tubes
+    assert [c.file.name for c in cxcr4.controls] == ["ci.fcs", "f.fcs"]
+    assert cxcr4.control("isotype").file.name == "ci.fcs"
+    assert cxcr4.control("fmo", "CD49f").file.name == "f.fcs"
+    assert cxcr4.control("fmo", "CD114") is None
+    assert [c.file.name for c in ki67.controls] == ["ki.fcs"]
+    assert [r.file.name for r in day3.rows] == ["c2.fcs"]
+    assert any(
+        "c2.fcs: stained tube 'CXCR4' without its control tube" in w for w in design.warnings
+    )
+    order = design.tube_order()
+    assert order["CXCR4"] < order["CXCR4 isotype"] < order["CXCR4 FMO CD49f"] < order["Ki67"]
+
+
+def test_two_tube_manifest_reads_as_before_with_roles_derived(tmp_path):
+    run = _run(
+        tmp_path,
+        HEADER + "a.fcs,P1,baseline,stained,5000,A\nb.fcs,P1,baseline,isotype,5000,A\n",
+        ["a.fcs", "b.fcs"],
+    )
+    a, b = read_design(run, RunConfig()).rows
+    assert (a.role, a.control_for) == ("stained", "")
+    assert (b.role, b.control_for, b.fmo_marker) == ("isotype", "stained", "")
+    (tmp_path / "custom").mkdir()
+    run2 = _run(
+        tmp_path / "custom",
+        HEADER + "a.fcs,P1,baseline,stained,,\nb.fcs,P1,baseline,iso,,\n",
+        ["a.fcs", "b.fcs"],
+    )
+    _, iso = read_design(run2, RunConfig(control_tube="iso")).rows
+    assert iso.role == "isotype" and iso.control_for == "stained"
+
+
+def test_multitube_manifest_problems_all_at_once_with_line_numbers(tmp_path):
+    files = [f"{i}.fcs" for i in range(2, 12)]
+    run = _run(
+        tmp_path,
+        MULTI + "2.fcs,P1,baseline,CXCR4,stained,,\n"  # fine
+        "3.fcs,P1,baseline,Ki67,stained,,\n"  # fine
+        "4.fcs,P1,baseline,CXCR4 iso,isotype,CXCR5,\n"  # names no stained tube
+        "5.fcs,P1,baseline,CXCR4 FMO,fmo,CXCR4,\n"  # fmo without its marker
+        "6.fcs,P1,baseline,CXCR4 isotype,isotype,CXCR4,\n"  # fine
+        "7.fcs,P1,baseline,CXCR4 isotype 2,isotype,CXCR4,\n"  # second isotype of CXCR4
+        "8.fcs,P1,baseline,CXCR4,stained,,\n"  # stained tube listed twice
+        "9.fcs,P1,baseline,Ki67 iso,control,Ki67,\n"  # unknown role
+        "10.fcs,P1,baseline,Ki67 x,stained,Ki67,\n"  # control_for on a stained tube
+        "11.fcs,P1,baseline,loose iso,isotype,,\n",  # which of CXCR4, Ki67?
+        files,
+    )
+    with pytest.raises(DesignError) as info:
+        read_design(run, RunConfig())
+    message = str(info.value)
+    for expected in [
+        "manifest.csv: line 4: control_for 'CXCR5' names no stained tube of patient P1 at baseline",
+        "manifest.csv: line 5: fmo tube 'CXCR4 FMO' without 'fmo_marker'",
+        "manifest.csv: line 7: a second isotype control for tube 'CXCR4' of patient P1 at "
+        "baseline (first: manifest.csv: line 6)",
+        "manifest.csv: line 8: a second CXCR4 tube for patient P1 at baseline (first on line 2)",
+        "manifest.csv: line 9: unknown role 'control'",
+        "manifest.csv: line 10: control_for 'Ki67' on stained tube 'Ki67 x'",
+        "manifest.csv: line 11: isotype tube 'loose iso' of patient P1 at baseline: which "
+        "stained tube does it control?",
+    ]:
+        assert expected in message, (expected, message)
+    for fine in ("line 2:", "line 3:", "line 6:"):
+        assert f"manifest.csv: {fine}" not in message
+
+
+def test_control_of_a_tube_this_draw_lacks_is_a_warning_not_an_error(tmp_path):
+    run = _run(
+        tmp_path,
+        MULTI + "a.fcs,P1,baseline,Ki67,stained,,\nb.fcs,P1,day3,Ki67 isotype,isotype,Ki67,\n",
+        ["a.fcs", "b.fcs"],
+    )
+    design = read_design(run, RunConfig())
+    (day3,) = [g for g in design.groups(RunConfig()) if g.timepoint == "day3"]
+    assert day3.tubes == () and [r.file.name for r in day3.orphans] == ["b.fcs"]
+    assert any(
+        "line 3: isotype tube 'Ki67 isotype' controls 'Ki67', but patient P1 at day3 has no" in w
+        for w in design.warnings
+    )

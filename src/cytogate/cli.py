@@ -167,14 +167,18 @@ def templates(kinds: bool) -> None:
 
 @cli.command()
 @click.argument("outdir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--patients", default=6, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--patients",
+    default=None,
+    type=click.IntRange(1, 1000),
+    help="Patients (default 6; 8 with --design multitube).",
+)
 @click.option(
     "--events",
     "events_per_file",
-    default=6000,
-    show_default=True,
+    default=None,
     type=click.IntRange(100, 50_000_000),
-    help="Events per FCS file.",
+    help="Events per FCS file (default 6000; 5000 with --design multitube).",
 )
 @click.option("--seed", default=42, show_default=True, type=int)
 @click.option(
@@ -235,6 +239,15 @@ def templates(kinds: bool) -> None:
     help="Patients whose blasts are CD45-negative (default 0, or 1 with --hard).",
 )
 @click.option(
+    "--design",
+    type=click.Choice(["two-tube", "multitube"]),
+    default="two-tube",
+    show_default=True,
+    help="multitube: the AML study's panel as a FACSDiva export (CXCR4 and Ki67 tubes, each "
+    "with its isotype; some patients without CD114/CD49f or the Ki67 tubes); see "
+    "docs/designs.md.",
+)
+@click.option(
     "--cd34",
     is_flag=True,
     help="Instead: an ISHAGE CD34+ mobilisation cohort (blood and apheresis tubes, counting "
@@ -254,17 +267,28 @@ def simulate(
     scatter_gain_level: str | None,
     cd45_channel: str | None,
     cd45_negative_blast_patients: int | None,
+    design: str,
     cd34: bool,
 ) -> None:
     """Write a SIMULATED mobilisation study (FCS 3.1 files, manifest, ground truth)."""
     import dataclasses
     import warnings
 
+    blast_options = hard or any(
+        v is not None for v in (blast_cd45, blast_ssc, blast_share, scatter_gain,
+                                scatter_gain_level, cd45_channel, cd45_negative_blast_patients)
+    )  # fmt: skip
+    if design == "multitube":
+        if cd34 or blast_options:
+            raise click.UsageError(
+                "--design multitube does not take --cd34, --hard or the blast/scatter/CD45 options"
+            )
+        _simulate_multitube(outdir, patients or 8, events_per_file or 5000, seed)
+        return
+    patients = patients or 6
+    events_per_file = events_per_file or 6000
     if cd34:
-        _simulate_cd34(outdir, patients, seed, hard or any(
-            v is not None for v in (blast_cd45, blast_ssc, blast_share, scatter_gain,
-                                    scatter_gain_level, cd45_channel, cd45_negative_blast_patients)
-        ))  # fmt: skip
+        _simulate_cd34(outdir, patients, seed, blast_options)
         return
 
     from cytogate.sim.simulate import StudyConfig, cd45_on_channel, hard_config, simulate_study
@@ -338,6 +362,25 @@ def simulate(
     )
 
 
+def _simulate_multitube(outdir: Path, patients: int, events_per_file: int, seed: int) -> None:
+    import warnings
+
+    from cytogate.sim.multitube import MultiTubeConfig, simulate_multitube_study
+
+    config = MultiTubeConfig.for_patients(patients, events_per_file, seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        truth = simulate_multitube_study(outdir, config)
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
+    n = {m: int(truth.panels[f"has_{m}"].sum()) for m in ("CD114", "CD49f", "Ki67")}
+    click.echo(
+        f"wrote {len(truth.files)} SIMULATED FCS files (FACSDiva-style, {patients} patients; "
+        f"CD114 in {n['CD114']}, CD49f in {n['CD49f']}, Ki67 tubes in {n['Ki67']}), "
+        f"manifest.csv and ground_truth/ to {outdir}"
+    )
+
+
 def _simulate_cd34(outdir: Path, patients: int, seed: int, blast_options: bool) -> None:
     from cytogate.sim.cd34 import CD34Config, simulate_cd34_study
 
@@ -349,6 +392,50 @@ def _simulate_cd34(outdir: Path, patients: int, seed: int, blast_options: bool) 
         f"wrote {len(study.manifest)} SIMULATED CD34 tubes ({len(study.patients)} patients in "
         f"{', '.join(config.regimens)}), manifest.csv, cytogate.yaml and ground_truth/ to {outdir}"
     )
+
+
+@cli.command("design")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Run config YAML with design rules (default: RUN_DIR/cytogate.yaml if present).",
+)
+@click.option("--write", is_flag=True, help="Write the inferred design as RUN_DIR/manifest.csv.")
+@click.option("--force", is_flag=True, help="With --write: replace an existing manifest.csv.")
+@_user_errors
+def design_command(run_dir: Path, config_path: Path | None, write: bool, force: bool) -> None:
+    """Show the design inferred from FCS keywords and file names, with each field's source.
+
+    Exits 1 when a file cannot be placed (each is listed with the reason); docs/designs.md.
+    """
+    from cytogate.atomic import atomic_write_bytes
+    from cytogate.study.design import MANIFEST_NAME, infer_design, load_config, manifest_text
+    from cytogate.study.design_report import inference_lines, manifest_agreement
+
+    config = load_config(run_dir, config_path)
+    inference = infer_design(run_dir, config)
+    for line in inference_lines(inference):
+        click.echo(line)
+    agreement = manifest_agreement(run_dir, inference, config)
+    if agreement:
+        click.echo(agreement)
+    if write:
+        target = run_dir / MANIFEST_NAME
+        if target.exists() and not force:
+            raise click.UsageError(f"{target} exists; add --force to replace it")
+        atomic_write_bytes(target, [manifest_text(inference.rows).encode("utf-8")])
+        left = len(inference.unplaced) + len(inference.unreadable)
+        click.echo(
+            f"wrote {target} ({len(inference.rows)} file(s)"
+            + (f"; {left} file(s) left out: place them by hand" if left else "")
+            + ")"
+        )
+    if not inference.ok:
+        sys.exit(1)
 
 
 @cli.command()

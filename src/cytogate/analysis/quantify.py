@@ -7,7 +7,8 @@ Definitions (docs/architecture.md §5), each named in the output columns:
   (``exp(mean(log x))``, x > 0), because compensated values can be ≤ 0 and have no logarithm;
   ``n_positive_values`` says how many entered it.
 * ``rmfi`` = MFI(marker, population, stained tube) / MFI(same marker and population, matched
-  control tube of the same patient and timepoint), using the run's ``mfi_statistic``
+  control tube of the same patient and timepoint: the stained tube's own control of the kind
+  configured for the marker, isotype by default), using the run's ``mfi_statistic``
   (recorded in the ``mfi_statistic`` column).
 * ``pct_positive`` = 100 × share of the population's stained-tube events above ``threshold``,
   the ``positivity_percentile``-th percentile of the same population in the matched control tube.
@@ -125,7 +126,9 @@ def _marker_values(
 
 @dataclass(frozen=True)
 class MarkerPlan:
-    """Which markers get which measures, from the run config."""
+    """Which markers get which measures, from the run config, and which kind of control each
+    is measured against (``controls``: marker -> isotype/fmo/unstained; any other marker:
+    ``default_control``)."""
 
     populations: tuple[str, ...]
     rmfi: tuple[str, ...]
@@ -133,6 +136,8 @@ class MarkerPlan:
     statistic: str
     percentile: float
     min_events: int
+    controls: tuple[tuple[str, str], ...] = ()
+    default_control: str = "isotype"
 
     @classmethod
     def from_config(cls, config: RunConfig) -> MarkerPlan:
@@ -143,11 +148,17 @@ class MarkerPlan:
             config.mfi_statistic,
             float(config.positivity_percentile),
             config.min_events,
+            config.marker_controls,
+            config.legacy_control_role,
         )
 
     @property
     def markers(self) -> list[str]:
         return list(dict.fromkeys((*self.rmfi, *self.positivity)))
+
+    def control_role(self, marker: str) -> str:
+        """The kind of control ``marker``'s RMFI / % positive is taken against."""
+        return dict(self.controls).get(marker, self.default_control)
 
 
 def marker_reference(result: GatingResult, plan: MarkerPlan) -> dict[str, str]:
@@ -161,61 +172,111 @@ def marker_reference(result: GatingResult, plan: MarkerPlan) -> dict[str, str]:
     return result.channel_map()
 
 
+def panel_problem(result: GatingResult, marker: str) -> str:
+    """'' when the file's panel has exactly one channel for ``marker``, else why not (a
+    partial panel lacks it, or its patterns match several channels)."""
+    try:
+        result.resolve(marker)
+    except PanelError as exc:
+        return str(exc)
+    return ""
+
+
 def marker_rows(
     stained: GatingResult, control: GatingResult | None, plan: MarkerPlan
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Marker rows for the stained tube (with RMFI / % positive) and for its control tube."""
+    """Marker rows for the stained tube (with RMFI / % positive) and for its control tube,
+    every marker of ``plan`` against the one ``control``."""
     stained_rows, control_rows = [], []
     for population in plan.populations:
         for marker in plan.markers:
-            s_values, s_channel, s_why = _marker_values(stained, marker, population)
-            c_values, c_channel, c_why = (None, "", "no matched control tube")
-            if control is not None:
-                c_values, c_channel, c_why = _marker_values(control, marker, population)
-            s_stats = _stats_or_nan(s_values)
-            c_stats = _stats_or_nan(c_values)
-            row = {
-                "population": population,
-                "marker": marker,
-                "channel": s_channel,
-                **s_stats,
-                "mfi_statistic": plan.statistic,
-            }
-            rmfi, rmfi_why = NAN, ""
-            threshold, pct_pos, pos_why = NAN, NAN, ""
-            too_few = _too_few(s_values, c_values, population, plan.min_events)
-            if marker in plan.rmfi:
-                rmfi, rmfi_why = _rmfi(s_stats, c_stats, s_why or c_why or too_few, plan.statistic)
-            if marker in plan.positivity:
-                threshold, pct_pos, pos_why = _pct_positive(
-                    s_values, c_values, s_why or c_why or too_few, plan.percentile
-                )
-            row.update(
-                {
-                    "control_mfi": c_stats[f"mfi_{plan.statistic}"],
-                    "control_n_events": c_stats["n_events"],
-                    "rmfi": rmfi,
-                    "threshold": threshold,
-                    "threshold_rule": (
-                        f"p{plan.percentile:g} of control tube" if marker in plan.positivity else ""
-                    ),
-                    "pct_positive": pct_pos,
-                    "reason": "; ".join(dict.fromkeys(r for r in (rmfi_why, pos_why) if r)),
-                }
-            )
-            stained_rows.append(row)
-            if control is not None:
-                control_rows.append(
-                    {
-                        "population": population,
-                        "marker": marker,
-                        "channel": c_channel,
-                        **c_stats,
-                        "mfi_statistic": plan.statistic,
-                        "reason": c_why,
-                    }
-                )
+            s_row, c_row = marker_row(stained, control, population, marker, plan)
+            stained_rows.append(s_row)
+            if c_row is not None:
+                control_rows.append(c_row)
     return stained_rows, control_rows
+
+
+def marker_row(
+    stained: GatingResult,
+    control: GatingResult | None,
+    population: str,
+    marker: str,
+    plan: MarkerPlan,
+    no_control: str = "no matched control tube",
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One marker on one population: the stained tube's row (MFI, RMFI, % positive against
+    ``control``) and the control tube's row (None without a control; ``no_control`` is then
+    the reason RMFI and % positive are NaN)."""
+    s_values, s_channel, s_why = _marker_values(stained, marker, population)
+    c_values, c_channel, c_why = (None, "", no_control)
+    if control is not None:
+        c_values, c_channel, c_why = _marker_values(control, marker, population)
+    s_stats = _stats_or_nan(s_values)
+    c_stats = _stats_or_nan(c_values)
+    row = {
+        "population": population,
+        "marker": marker,
+        "channel": s_channel,
+        **s_stats,
+        "mfi_statistic": plan.statistic,
+    }
+    rmfi, rmfi_why = NAN, ""
+    threshold, pct_pos, pos_why = NAN, NAN, ""
+    too_few = _too_few(s_values, c_values, population, plan.min_events)
+    if marker in plan.rmfi:
+        rmfi, rmfi_why = _rmfi(s_stats, c_stats, s_why or c_why or too_few, plan.statistic)
+    if marker in plan.positivity:
+        threshold, pct_pos, pos_why = _pct_positive(
+            s_values, c_values, s_why or c_why or too_few, plan.percentile
+        )
+    row.update(
+        {
+            "control_mfi": c_stats[f"mfi_{plan.statistic}"],
+            "control_n_events": c_stats["n_events"],
+            "rmfi": rmfi,
+            "threshold": threshold,
+            "threshold_rule": (
+                f"p{plan.percentile:g} of control tube" if marker in plan.positivity else ""
+            ),
+            "pct_positive": pct_pos,
+            "reason": "; ".join(dict.fromkeys(r for r in (rmfi_why, pos_why) if r)),
+        }
+    )
+    if control is None:
+        return row, None
+    control_row = {
+        "population": population,
+        "marker": marker,
+        "channel": c_channel,
+        **c_stats,
+        "mfi_statistic": plan.statistic,
+        "reason": c_why,
+    }
+    return row, control_row
+
+
+def missing_marker_row(
+    population: str, marker: str, plan: MarkerPlan, reason: str
+) -> dict[str, Any]:
+    """The stained row of a marker no tube of the draw can measure (a partial panel): NaN
+    values with ``reason``, so the measure is missing data for that draw, not an error."""
+    return {
+        "population": population,
+        "marker": marker,
+        "channel": "",
+        **_stats_or_nan(None),
+        "mfi_statistic": plan.statistic,
+        "control_mfi": NAN,
+        "control_n_events": 0,
+        "rmfi": NAN,
+        "threshold": NAN,
+        "threshold_rule": (
+            f"p{plan.percentile:g} of control tube" if marker in plan.positivity else ""
+        ),
+        "pct_positive": NAN,
+        "reason": reason,
+    }
 
 
 def _stats_or_nan(values: np.ndarray | None) -> dict[str, float]:

@@ -18,6 +18,9 @@ Two tables come out:
 
 Choices made here, and why:
 
+* **Per-measure n.** ``n_patients`` counts the patients with a value of the measure at any
+  timepoint; with partial panels (a marker some patients' tubes lack) measures differ in n,
+  and each comparison's ``n_pairs`` is at most that.
 * **Complete pairs only.** A patient enters a comparison only when both of its values are present
   and finite, so each test is truly paired; ``n_pairs`` and ``patients`` say exactly who was used,
   and ``note`` names the patients that had only one of the two values. A patient missing one
@@ -104,10 +107,11 @@ STATS_COLUMNS = (
     "p_adj",
     "stars",
     "note",
+    "n_patients",
 )
 
-# Columns filled after the per-measure correction, not by _compare.
-_DERIVED = frozenset({"correction", "p_adj", "stars"})
+# Columns filled after the per-measure correction (or per measure), not by _compare.
+_DERIVED = frozenset({"correction", "p_adj", "stars", "n_patients"})
 
 # Relative spread below which paired differences count as constant (see module docstring).
 _CONSTANT_RTOL = 1e-12
@@ -461,7 +465,9 @@ def paired_statistics(
     with a defined fold change, i.e. reference > 0), ``mean_fc``, ``sem_fc`` (standard error,
     ddof=1), ``median_fc`` of the per-patient value(timepoint)/value(reference),
     ``mean_reference``, ``mean_value`` (raw values over the ``n_pairs`` pairs), ``test``,
-    ``statistic``, ``p``, ``correction``, ``p_adj``, ``stars``, ``note``.
+    ``statistic``, ``p``, ``correction``, ``p_adj``, ``stars``, ``note``, ``n_patients``
+    (patients with a finite value of the measure at any timepoint: the measure's n, which
+    differs between measures when panels are partial; figures label a measure with it).
 
     Tests: ``paired_t`` = ``scipy.stats.ttest_rel(value_t, value_ref)`` on the raw values (the
     study's test); ``ratio_t`` = the same on log values, for multiplicative effects (pairs with a
@@ -501,10 +507,13 @@ def paired_statistics(
     measures, starts = np.unique(measure_of, return_index=True)
     stops = [*starts[1:], len(measure_of)][: len(starts)]  # no measures: no blocks
     rows: list[dict[str, object]] = []
+    measured: list[int] = []  # per row: patients with a value of its measure at any timepoint
     for measure, start, stop in zip(measures, starts, stops, strict=True):
         block = {tp: table[start:stop, j] for j, tp in enumerate(wide.columns)}
         patients = patient_of[start:stop]
         rows.extend(_compare(str(measure), patients, block, comp, test) for comp in comps)
+        n_measured = int(np.isfinite(table[start:stop]).any(axis=1).sum())
+        measured += [n_measured] * len(comps)
 
     out = pd.DataFrame(rows, columns=[c for c in STATS_COLUMNS if c not in _DERIVED])
     out["correction"] = correction
@@ -513,5 +522,6 @@ def paired_statistics(
         p_adj[idx] = adjust_pvalues(out["p"].to_numpy(dtype=np.float64)[idx], correction)
     out["p_adj"] = p_adj
     out["stars"] = [stars_for(p, alphas) for p in p_adj]
+    out["n_patients"] = np.asarray(measured, dtype=np.int64)
     out = out[list(STATS_COLUMNS)]
-    return out.astype({"n_pairs": np.int64, "n_fc": np.int64})
+    return out.astype({"n_pairs": np.int64, "n_fc": np.int64, "n_patients": np.int64})

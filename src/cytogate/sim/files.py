@@ -37,6 +37,11 @@ def acquisition_start(config: StudyConfig, patient: PatientParams, timepoint: st
     return datetime(start.year, start.month, start.day, hh, mm, ss)
 
 
+def fcs_date(moment: datetime) -> str:
+    """``$DATE`` as FCS 3.1 writes it: ``08-JAN-2024``."""
+    return f"{moment.day:02d}-{_MONTHS[moment.month - 1]}-{moment.year}"
+
+
 def file_name(patient: str, timepoint: str, tube: str) -> str:
     """``<patient>_<timepoint>_<tube>.fcs``, e.g. ``P01_baseline_stained.fcs``."""
     return f"{patient}_{timepoint}_{tube}.fcs"
@@ -52,7 +57,7 @@ def sample_keywords(
         "$CYT": config.instrument.cytometer,
         "$COM": SIMULATED_COMMENT,
         "$FIL": fil,
-        "$DATE": f"{start.day:02d}-{_MONTHS[start.month - 1]}-{start.year}",
+        "$DATE": fcs_date(start),
         "$BTIM": start.strftime("%H:%M:%S"),
         "$ETIM": end.strftime("%H:%M:%S"),
         "$SRC": f"{sample.patient} peripheral blood (simulated)",

@@ -9,6 +9,7 @@ background only (CD45 is stained in both tubes: it is the gating marker).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -249,13 +250,17 @@ def singlets(
     tube: str,
     counts: np.ndarray,
     rng: np.random.Generator,
+    stained_markers: Collection[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Singlet events in label blocks: (labels, FSC-A scaled, SSC-A scaled, true fluorescence).
 
     ``counts[code]`` events of each label code except doublets (code 1 must be 0). Fluorescence
-    columns follow FLUORESCENCE_CHANNELS, in linear units before spillover.
+    columns follow FLUORESCENCE_CHANNELS, in linear units before spillover. ``stained_markers``
+    (a "stained" tube only; default every marker): the markers whose antibody is in the tube;
+    the others carry background, as in an isotype tube.
     """
     geo, mk = config.geometry, config.markers
+    stained = frozenset(config.instrument.panel if stained_markers is None else stained_markers)
     n = int(counts.sum())
     labels = np.repeat(np.arange(len(LABELS), dtype=np.uint8), counts)
     fsc = np.empty(n)
@@ -287,7 +292,7 @@ def singlets(
                 continue  # filled from the scaled CD45 below
             background = patient.isotype_background[ch] * patient.isotype_drift[timepoint][ch] * af
             values = background * np.exp(mk.isotype_sdlog * rng.standard_normal(m))
-            if tube == "stained":
+            if tube == "stained" and marker in stained:
                 if marker == "Ki67":
                     frac = (
                         patient.ki67_fraction(timepoint)
@@ -336,8 +341,16 @@ def simulate_sample(
     tube: str,
     n_events: int,
     rng: np.random.Generator,
+    *,
+    stained_markers: Collection[str] | None = None,
+    markers: Collection[str] | None = None,
 ) -> SimulatedSample:
     """Simulate one file's events (vectorised; no Python loop over events).
+
+    ``stained_markers``: in a "stained" tube, the markers whose antibody it holds (default all;
+    see :func:`singlets`). ``markers``: the markers whose detector the file records (default
+    all six); the other dyes are absent from the tube, so they add nothing to any detector and
+    their columns, $PnN and spillover rows are left out (a multi-tube panel's smaller tubes).
 
     Composition: multinomial over :data:`LABELS` with the patient's planted shares at this
     timepoint, so blast events / CD45+ events has expectation close to the planted blast share.
@@ -357,7 +370,9 @@ def simulate_sample(
 
     singlet_counts = counts.copy()
     singlet_counts[1] = 0
-    labels, fsc, ssc, fluor = singlets(config, patient, timepoint, tube, singlet_counts, rng)
+    labels, fsc, ssc, fluor = singlets(
+        config, patient, timepoint, tube, singlet_counts, rng, stained_markers
+    )
     fsc_h = (
         fsc * geo.singlet_fsc_h_ratio * (1 + geo.singlet_fsc_h_cv * rng.standard_normal(fsc.size))
     )
@@ -372,7 +387,9 @@ def simulate_sample(
         nucleated = p.copy()
         nucleated[:2] = 0
         pair_counts = rng.multinomial(2 * n_doublets, nucleated / nucleated.sum())
-        _, d_fsc, d_ssc, d_fluor = singlets(config, patient, timepoint, tube, pair_counts, rng)
+        _, d_fsc, d_ssc, d_fluor = singlets(
+            config, patient, timepoint, tube, pair_counts, rng, stained_markers
+        )
         order = rng.permutation(2 * n_doublets)
         d_fsc = d_fsc[order].reshape(n_doublets, 2).sum(axis=1)
         d_ssc = d_ssc[order].reshape(n_doublets, 2).sum(axis=1)
@@ -407,8 +424,24 @@ def simulate_sample(
     seconds = np.cumsum(rng.exponential(1.0 / inst.event_rate_per_s, n_events))
     unmixed[:, 9] = seconds / inst.timestep
 
+    channels = channel_specs(config, tube)
+    spillover = spillover_frame(config)
+    keep = None
+    if markers is not None:
+        unknown = sorted(set(markers) - set(inst.panel))
+        if unknown:
+            raise SimulationError(f"unknown marker(s) {unknown} (one of {sorted(inst.panel)})")
+        kept = {inst.panel[m] for m in markers}
+        absent = [j for j, ch in enumerate(FLUORESCENCE_CHANNELS) if ch not in kept]
+        unmixed[:, [3 + j for j in absent]] = 0.0  # no dye, no light in any detector
+        keep = [i for i, ch in enumerate(CHANNELS) if ch not in FLUORESCENCE_CHANNELS or ch in kept]
     events = unmixed.astype(np.float32)
     events[:, 3:9] = detect(unmixed[:, 3:9], config, rng)
+    if keep is not None:
+        fl = [CHANNELS[i] for i in keep if CHANNELS[i] in FLUORESCENCE_CHANNELS]
+        events, unmixed = events[:, keep], unmixed[:, keep]
+        channels = tuple(channels[i] for i in keep)
+        spillover = spillover.loc[fl, fl]
     return SimulatedSample(
         patient=patient.patient,
         timepoint=timepoint,
@@ -416,7 +449,7 @@ def simulate_sample(
         events=events,
         unmixed=unmixed,
         labels=labels[order],
-        channels=channel_specs(config, tube),
-        spillover=spillover_frame(config),
+        channels=channels,
+        spillover=spillover,
         duration_s=float(seconds[-1]) if n_events else 0.0,
     )

@@ -6,7 +6,8 @@ Diva-like instrument, plus per-event population labels and the planted per-patie
 Its parts, one job each: :mod:`~cytogate.sim.common` (labels, scales), :mod:`~.instrument`
 (detectors, spillover, noise), :mod:`~.populations` (cell types and events), :mod:`~.patients`
 (planted per-patient effects), :mod:`~.config` (the study config), :mod:`~.files` (FCS writing),
-:mod:`~.ground_truth` (truth tables) and :mod:`~.study` (a whole run on disk).
+:mod:`~.ground_truth` (truth tables), :mod:`~.study` (a whole run on disk) and
+:mod:`~.multitube` (the AML study's multi-tube panel as a FACSDiva export).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from cytogate.sim.instrument import (
     channel_specs,
     spillover_frame,
 )
+from cytogate.sim.multitube import MultiTubeConfig, MultiTubeTruth, simulate_multitube_study
 from cytogate.sim.patients import DEFAULT_EFFECTS, Effects, PatientParams, make_patients
 from cytogate.sim.populations import (
     Cluster,
@@ -90,6 +92,8 @@ __all__ = [
     "Geometry",
     "Instrument",
     "Markers",
+    "MultiTubeConfig",
+    "MultiTubeTruth",
     "PatientParams",
     "SimulatedSample",
     "SimulationError",
@@ -105,6 +109,7 @@ __all__ = [
     "planted_table",
     "read_labels",
     "sample_keywords",
+    "simulate_multitube_study",
     "simulate_sample",
     "simulate_study",
     "spillover_frame",

@@ -302,7 +302,7 @@ def _unstaged(value: Any, staging: str, out: str) -> Any:
 
 def _rows_of(item: SampleGroup | list[SampleGroup]) -> list[DesignRow]:
     groups = item if isinstance(item, list) else [item]
-    return [r for g in groups for r in (g.stained, g.control) if r is not None]
+    return [r for g in groups for r in g.rows]
 
 
 def failed_output(item: SampleGroup | list[SampleGroup], reason: str) -> GroupOutput:
@@ -325,34 +325,88 @@ def _unreadable_output(path: Path, reason: str) -> GroupOutput:
 
 
 def check_markers_resolve(design: Design, tmpl: Template, cfg: RunConfig) -> None:
-    """Fail early (exit 2) if a configured marker resolves to no channel in the first file.
+    """Fail early (exit 2) when a configured marker is in no stained file of the run, or when
+    two stained tubes of one draw both carry it and ``marker_tubes`` does not say which to use.
 
-    A typo in the panel otherwise gives exit 0 and a silently NaN measure in every file. The
-    first stained file that can be read decides (an unreadable one fails later, per file).
+    A typo in the panel otherwise gives exit 0 and a silently NaN measure in every file. A
+    marker some patients' panels lack is missing data for them, not an error (partial panels),
+    so every stained file's keywords are read ($PnN/$PnS only, no event data); an unreadable
+    file fails later, per file.
     """
     from cytogate.errors import FCSError, PanelError
-    from cytogate.io.fcs import read_fcs
+    from cytogate.io.fcs import read_keywords
     from cytogate.model.panel import find_marker
 
     markers = list(dict.fromkeys((*cfg.rmfi_markers, *cfg.positivity_markers)))
-    stained = [r for r in design.rows if r.tube == STAINED]
-    for row in stained[:3]:
+    if not markers:
+        return
+    named = dict(cfg.marker_tubes)
+    stained_tubes = {r.tube for r in design.rows if not r.is_control}
+    problems = [
+        f"marker_tubes: {marker}: no stained tube {tube!r} in the design "
+        f"(stained tubes: {', '.join(sorted(stained_tubes))})"
+        for marker, tube in named.items()
+        if tube not in stained_tubes
+    ]
+    carried: dict[str, list[DesignRow]] = {m: [] for m in markers}
+    why_not: dict[str, str] = {}
+    read_any = False
+    for row in design.rows:
+        if row.is_control:
+            continue
         try:
-            sample = read_fcs(row.file)
+            panel = _panel_of(row.file, read_keywords(row.file))
         except FCSError:
             continue
-        problems = []
+        read_any = True
         for marker in markers:
             try:
-                find_marker(sample, tmpl.panel[marker])
+                find_marker(panel, tmpl.panel[marker])  # type: ignore[arg-type]
             except PanelError as exc:
-                problems.append(str(exc))
-        if problems:
-            raise DesignError(
-                "configured marker(s) resolve to no single channel in the first stained file: "
-                + "; ".join(problems)
-            )
+                why_not.setdefault(marker, str(exc))
+                continue
+            carried[marker].append(row)
+    if not read_any:
         return
+    for marker in markers:
+        if not carried[marker]:
+            problems.append(f"{marker}: in no stained file of the run ({why_not.get(marker, '')})")
+            continue
+        if marker in named:
+            continue
+        by_draw: dict[tuple[str, str], list[DesignRow]] = {}
+        for row in carried[marker]:
+            by_draw.setdefault((row.patient, row.timepoint), []).append(row)
+        for (patient, tp), rows in by_draw.items():
+            if len(rows) > 1:
+                files = " and ".join(f"{r.name} (tube {r.tube})" for r in rows)
+                problems.append(
+                    f"{marker}: carried by {len(rows)} stained tubes of patient {patient} at "
+                    f"{tp}: {files}; name the tube in the config's marker_tubes"
+                )
+                break
+    if problems:
+        raise DesignError("configured marker(s): " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class _KeywordPanel:
+    """A file's channels ($PnN, $PnS) from its keywords: enough to resolve markers."""
+
+    path: Path
+    channels: pd.DataFrame
+
+
+def _panel_of(path: Path, keywords: dict[str, str]) -> _KeywordPanel:
+    import pandas as pd
+
+    try:
+        n = int(keywords.get("$PAR", "0").strip() or 0)
+    except ValueError:
+        n = 0
+    pnn = [keywords.get(f"$P{i}N", "").strip() for i in range(1, n + 1)]
+    pns = [keywords.get(f"$P{i}S", "").strip() for i in range(1, n + 1)]
+    return _KeywordPanel(path, pd.DataFrame({"pnn": pnn, "pns": pns}))
 
 
 def _check_config_against_template(cfg: RunConfig, tmpl: Template) -> None:
@@ -364,7 +418,17 @@ def _check_config_against_template(cfg: RunConfig, tmpl: Template) -> None:
                 f"population {pop!r} is not in template {tmpl.name} "
                 f"({', '.join(tmpl.population_names())})"
             )
-    for marker in (*cfg.rmfi_markers, *cfg.positivity_markers):
+    measured = (*cfg.rmfi_markers, *cfg.positivity_markers)
+    for field_name, mapping in (
+        ("marker_controls", cfg.marker_controls),
+        ("marker_tubes", cfg.marker_tubes),
+    ):
+        for marker, _ in mapping:
+            if marker not in measured:
+                problems.append(
+                    f"{field_name}: {marker!r} is not a configured marker ({', '.join(measured)})"
+                )
+    for marker in measured:
         if marker not in tmpl.panel:
             problems.append(
                 f"marker {marker!r} is not in template {tmpl.name}'s panel "
@@ -386,7 +450,7 @@ def _assemble(outputs: list[GroupOutput], design: Design, cfg: RunConfig) -> Bat
     )
 
     order = {tp: i for i, tp in enumerate(cfg.timepoints)}
-    tube_order = {STAINED: 0, cfg.control_tube: 1}
+    tube_order = design.tube_order()
 
     def frame(key: str, extra_sort: list[str]) -> pd.DataFrame:
         df = pd.DataFrame([r for o in outputs for r in getattr(o, key)])
@@ -399,7 +463,8 @@ def _assemble(outputs: list[GroupOutput], design: Design, cfg: RunConfig) -> Bat
     samples = frame("samples", [])
     populations = frame("populations", [])
     markers = frame("markers", [])
-    values, measures = _measure_values(populations, markers, samples, cfg)
+    stained_files = {r.name for r in design.rows if not r.is_control}
+    values, measures = _measure_values(populations, markers, samples, cfg, stained_files)
     timecourse = fold_changes(values, cfg.timepoints, cfg.baseline)
     comparisons = (
         [Comparison(a, b) for a, b in cfg.comparisons]
@@ -422,11 +487,19 @@ def _assemble(outputs: list[GroupOutput], design: Design, cfg: RunConfig) -> Bat
 
 
 def _measure_values(
-    populations: pd.DataFrame, markers: pd.DataFrame, samples: pd.DataFrame, cfg: RunConfig
+    populations: pd.DataFrame,
+    markers: pd.DataFrame,
+    samples: pd.DataFrame,
+    cfg: RunConfig,
+    stained_files: set[str] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Measure]]:
     """Long table patient × timepoint × measure of the stained tubes' values, for statistics,
     and the :class:`Measure` behind each ``measure`` name (absolute counts of the count
-    populations, RMFI and % positive of the configured markers)."""
+    populations, RMFI and % positive of the configured markers).
+
+    ``stained_files``: the stained tubes' file names (default: tube ``stained``). Counts come
+    from a draw's first stained tube in table order that has them (every tube holds the same
+    blood); each marker's value from the one stained tube it was quantified from."""
     import pandas as pd
 
     cohort = (
@@ -450,14 +523,20 @@ def _measure_values(
             }
         )
 
+    def is_stained(df: pd.DataFrame) -> pd.Series:
+        if stained_files is None:
+            return df["tube"] == STAINED
+        return df["file"].isin(stained_files)
+
     parts = []
     if not populations.empty:
         pops = populations[
-            (populations["tube"] == STAINED) & populations["population"].isin(cfg.count_populations)
+            is_stained(populations) & populations["population"].isin(cfg.count_populations)
         ]
+        pops = pops.drop_duplicates(["patient", "timepoint", "population"], keep="first")
         parts.append(part(pops, lambda pop, _m: Measure.per_ul(pop), "per_ul"))
     if not markers.empty:
-        stained = markers[markers["tube"] == STAINED]
+        stained = markers[is_stained(markers)]
         rmfi = stained[stained["marker"].isin(cfg.rmfi_markers)]
         stat = cfg.mfi_statistic
         parts.append(part(rmfi, lambda pop, m: Measure.rmfi(pop, m, stat), "rmfi"))

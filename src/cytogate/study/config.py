@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cytogate.errors import DesignError
+from cytogate.study.design_rules import FIELDS, rules_from_section
 
 #: FCS keywords naming a file's patient, timepoint and tube (RunConfig.design_keywords)
 DEFAULT_DESIGN_KEYWORDS = {
@@ -25,12 +26,81 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 Names = Annotated[list[Name], Field(max_length=1000)]
 
 
-class _Design(BaseModel):
+Pattern = Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class _Rule(BaseModel):
+    """Where one design field comes from (docs/designs.md): exactly one of keyword, filename,
+    value; then an optional regex (group ``value``, else group 1, else the match) and map."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    source: Literal["auto", "manifest", "keywords", "filename"] | None = None
+    keyword: Name | None = None
+    filename: Literal[True] | None = None
+    value: Name | None = None
+    regex: Pattern | None = None
+    map: Annotated[dict[Name, Name], Field(max_length=1000)] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> _Rule:
+        given = [k for k in ("keyword", "filename", "value") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a rule takes exactly one of keyword, filename, value"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+
+#: a field's rules: one rule, a keyword name (shorthand), or alternatives tried in order
+_Rules = Annotated[list[_Rule], Field(min_length=1, max_length=20)]
+
+
+class _ControlRule(BaseModel):
+    """A tube-name pattern making a tube a control: ``{pattern: "^(?P<control_for>.+) iso$",
+    role: isotype}`` (named groups control_for and fmo_marker fill those fields)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    pattern: Pattern
+    role: Literal["stained", "isotype", "fmo", "unstained"]
+
+
+class _Design(BaseModel):
+    """The ``design:`` section: how a run without a manifest is placed (docs/designs.md)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    source: Literal["auto", "manifest", "keywords", "filename", "rules"] | None = None
     keywords: dict[Literal["patient", "timepoint", "tube"], Name] | None = None
-    pattern: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
+    pattern: Pattern | None = None
+    preset: Literal["auto", "facsdiva", "kaluza", "spectroflo", "cytogate"] | None = None
+    patient: _Rules | None = None
+    timepoint: _Rules | None = None
+    tube: _Rules | None = None
+    role: _Rules | None = None
+    control_for: _Rules | None = None
+    fmo_marker: _Rules | None = None
+    wbc_per_ul: _Rules | None = None
+    cohort: _Rules | None = None
+    controls: Annotated[list[_ControlRule], Field(max_length=100)] | None = None
+
+    @field_validator(
+        "patient",
+        "timepoint",
+        "tube",
+        "role",
+        "control_for",
+        "fmo_marker",
+        "wbc_per_ul",
+        "cohort",
+        mode="before",
+    )
+    @classmethod
+    def _as_list(cls, value: Any) -> Any:
+        """``TUBE NAME`` -> ``[{keyword: TUBE NAME}]``; one rule -> a list of one."""
+        items = value if isinstance(value, list) else [value]
+        return [{"keyword": v} if isinstance(v, str) else v for v in items]
 
 
 class ConfigFile(BaseModel):
@@ -48,6 +118,11 @@ class ConfigFile(BaseModel):
     min_events: Annotated[int, Field(ge=1, le=10**9)] | None = None
     positivity_percentile: Annotated[float, Field(gt=0, lt=100)] | None = None
     control_tube: Name | None = None
+    #: per-marker control kind and stained tube of a multi-tube panel (docs/multitube.md)
+    marker_controls: (
+        Annotated[dict[Name, Literal["isotype", "fmo", "unstained"]], Field(max_length=1000)] | None
+    ) = None
+    marker_tubes: Annotated[dict[Name, Name], Field(max_length=1000)] | None = None
     rmfi_markers: Names | None = None
     positivity_markers: Names | None = None
     marker_populations: Names | None = None
@@ -95,7 +170,12 @@ def _one_line(exc: ValidationError, where: str) -> DesignError:
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            allowed = ", ".join(sorted(ConfigFile.model_fields))
+            model: type[BaseModel] = ConfigFile
+            if err["loc"][0] == "design" and len(err["loc"]) > 1:
+                model = _Design if len(err["loc"]) == 2 else (
+                    _ControlRule if err["loc"][1] == "controls" else _Rule
+                )  # fmt: skip
+            allowed = ", ".join(sorted(model.model_fields))
             parts.append(f"field '{loc}': unknown field (allowed: {allowed})")
             continue
         given = repr(err.get("input"))
@@ -127,7 +207,7 @@ def validate_config(doc: dict[Any, Any], where: str) -> dict[str, Any]:
                 values[key] = _comparisons(value)
             except ValueError as exc:
                 raise DesignError(f"{where}: field 'comparisons': {exc}") from None
-        elif key == "design_keywords":
+        elif key in ("design_keywords", "marker_controls", "marker_tubes"):
             values[key] = tuple(value.items())
         elif isinstance(value, list):
             values[key] = tuple(value)
@@ -140,6 +220,9 @@ def validate_config(doc: dict[Any, Any], where: str) -> dict[str, Any]:
             values["design_keywords"] = tuple(model.design.keywords.items())
         if model.design.pattern is not None:
             values["filename_pattern"] = model.design.pattern
+        rules = model.design.model_dump(exclude_none=True, include={*FIELDS, "preset", "controls"})
+        if rules:
+            values["design_rules"] = rules_from_section(rules, where)
     if "design_keywords" in values:  # a partial mapping keeps the other roles' defaults
         merged = dict(DEFAULT_DESIGN_KEYWORDS)
         merged.update(dict(values["design_keywords"]))
