@@ -82,24 +82,55 @@ class PlotJobResult:
 def plot_jobs(
     outcomes: Sequence[FileOutcome], markers: Any, stained_tube: str, control_tube: str
 ) -> list[PlotJob]:
-    """Group the outcomes by patient and timepoint (in their order) with their marker rows."""
-    groups: dict[tuple[str, str], dict[str, FileOutcome]] = {}
-    for o in outcomes:
-        groups.setdefault((o.patient, o.timepoint), {})[o.tube] = o
+    """One job per stained tube with its control and its marker rows, in the outcomes' order.
+
+    A stained tube's control is the file its marker rows were divided by (``markers.csv``'s
+    ``control_file``: multi-tube designs, where a draw has a CXCR4 and a Ki67 tube each with its
+    own isotype); without that column (two-tube designs), the draw's ``control_tube`` file.
+    A file that is neither a stained tube with marker rows nor a control of one (a stained
+    tube whose markers all failed, an unmatched control) still gets its gate plot: in the
+    draw's two-tube pairing when its tube is ``stained_tube``/``control_tube``, else alone.
+    """
+    by_name = {o.name: o for o in outcomes}
     rows: dict[str, list[dict[str, Any]]] = {}
+    control_of: dict[str, str] = {}
     if markers is not None and len(markers):
-        stained_rows = markers[markers["tube"] == stained_tube]
-        for r in stained_rows.to_dict("records"):
-            rows.setdefault(r["file"], []).append(r)
-    jobs = []
-    for (patient, timepoint), tubes in groups.items():
-        stained = tubes.get(stained_tube)
+        has_control = "control_file" in markers.columns
+        for r in markers.to_dict("records"):
+            control = r.get("control_file") if has_control else None
+            if isinstance(control, str) and control in by_name:
+                control_of.setdefault(r["file"], control)
+            if r["tube"] == stained_tube or r["file"] in control_of:
+                rows.setdefault(r["file"], []).append(r)
+    draws: dict[tuple[str, str], dict[str, FileOutcome]] = {}
+    for o in outcomes:
+        draws.setdefault((o.patient, o.timepoint), {})[o.tube] = o
+    jobs: list[PlotJob] = []
+    placed: set[str] = set()
+    for o in outcomes:
+        if o.name in placed:
+            continue
+        control: FileOutcome | None = None
+        stained: FileOutcome | None = o
+        if o.name in control_of:
+            control = by_name[control_of[o.name]]
+        elif o.tube == stained_tube:
+            control = draws[(o.patient, o.timepoint)].get(control_tube)
+        elif o.tube == control_tube and stained_tube in draws[(o.patient, o.timepoint)]:
+            continue  # drawn with its stained tube
+        elif o.name in control_of.values():
+            continue  # drawn with the stained tube it controls
+        elif o.tube == control_tube:
+            stained, control = None, o
+        if control is not None and control.name in placed:
+            control = None
+        placed.update(x.name for x in (stained, control) if x is not None)
         jobs.append(
             PlotJob(
-                patient=patient,
-                timepoint=timepoint,
+                patient=o.patient,
+                timepoint=o.timepoint,
                 stained=stained,
-                control=tubes.get(control_tube),
+                control=control,
                 marker_rows=tuple(rows.get(stained.name, ())) if stained else (),
             )
         )
