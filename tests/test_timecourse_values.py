@@ -179,3 +179,10 @@ def test_phases_follow_the_study_timepoints_and_are_absent_for_other_designs(tab
 def test_values_figure_saves(tmp_path, figure):
     (png,) = save_figure(figure, tmp_path / "values.png", dpi=80)
     assert png.stat().st_size > 10_000
+
+
+def test_an_rmfi_axis_names_the_control_its_marker_is_divided_by(tables):
+    tc, stats = tables
+    fig = values_figure(tc, stats, [R12G5, RCD114], TPS, controls={"CD114": "fmo"})
+    assert "stained ÷ isotype tube" in _panel(fig, R12G5).get_ylabel()
+    assert "stained ÷ FMO tube" in _panel(fig, RCD114).get_ylabel()

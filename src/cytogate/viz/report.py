@@ -77,6 +77,7 @@ def write_plots_and_report(
         config.baseline,
         simulated,
         control=config.control_tube,
+        controls=_marker_controls(config),
     )
     # one pool for both kinds: the time courses (largest figures) first, then the groups
     tasks: list[Any] = [*courses, *groups]
@@ -135,6 +136,14 @@ def write_plots_and_report(
     if cd34:
         written.append(out_path / cd34["figure"])
     return written, summary
+
+
+def _marker_controls(config: RunConfig) -> dict[str, str]:
+    """marker -> the kind of control its RMFI divides by, where the config sets one."""
+    control_role = getattr(config, "control_role", None)
+    if control_role is None:
+        return {}
+    return {m: control_role(m) for m, _ in getattr(config, "marker_controls", ())}
 
 
 def _cd34_section(result: BatchResult, out: Path, simulated: bool) -> dict[str, Any] | None:

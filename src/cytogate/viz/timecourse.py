@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -297,6 +297,7 @@ class TimecourseTask:
     baseline: str
     simulated: bool
     control: str = "isotype"  # the control tube RMFI divides by, as the axis states it
+    controls: tuple[tuple[str, str], ...] = ()  # marker -> its own control kind, if configured
     phases: tuple[Phase, ...] | None = None  # None: derived from the timepoints
 
 
@@ -309,6 +310,7 @@ def timecourse_tasks(
     simulated: bool = False,
     control: str = "isotype",
     phases: Sequence[Phase] | None = None,
+    controls: Mapping[str, str] | None = None,
 ) -> list[TimecourseTask]:
     """The run's time-course figures, each with only its measures' rows."""
     if timecourse.empty or stats.empty:
@@ -327,6 +329,7 @@ def timecourse_tasks(
                 baseline=baseline,
                 simulated=simulated,
                 control=control,
+                controls=tuple(sorted((controls or {}).items())),
                 phases=None if phases is None else tuple(phases),
             )
         )
@@ -356,6 +359,7 @@ def draw_timecourse(
                 task.timepoints,
                 task.baseline,
                 control=task.control,
+                controls=dict(task.controls),
                 phases=task.phases,
                 simulated=task.simulated,
                 title=title,

@@ -13,7 +13,7 @@ so partial panels (a marker measured in some patients only) show their own n.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -59,7 +59,8 @@ def value_summary(
 def axis_label(measure: Measure, control: str) -> str:
     """What the y axis shows, in the measure's own unit, and that points are means ± SEM."""
     if measure.kind == "rmfi":
-        what = f"RMFI ({measure.statistic} MFI, stained ÷ {control} tube)"
+        name = "FMO" if control.lower() == "fmo" else control
+        what = f"RMFI ({measure.statistic} MFI, stained ÷ {name} tube)"
     elif measure.kind == "pct_positive":
         what = f"{marker_label(measure.marker)}+ % of {measure.population}"
     else:
@@ -80,13 +81,16 @@ def values_figure(
     baseline: str = "baseline",
     *,
     control: str = "isotype",
+    controls: Mapping[str, str] | None = None,
     phases: Sequence[Phase] | None = None,
     simulated: bool = False,
     title: str | None = None,
 ) -> Figure:
     """One panel per measure: mean ± SEM of the per-patient values, stars and brackets.
 
-    ``phases``: treatment phases to mark; ``None`` derives them from the timepoints
+    ``control``: the control an RMFI divides by, as its axis says (``controls``: per marker,
+    where the run config gives a marker its own kind, e.g. FMO). ``phases``: treatment
+    phases to mark; ``None`` derives them from the timepoints
     (:func:`~cytogate.viz.phases.study_phases`: the study's G-CSF and plerixafor phases, or
     none for another design); ``()`` marks none.
     """
@@ -167,7 +171,8 @@ def values_figure(
         ax.set_xlim(-0.4, len(timepoints) - 0.6)
         ax.set_xticks(x, list(timepoints), fontsize=8)
         ax.tick_params(axis="y", labelsize=8)
-        ax.set_ylabel(axis_label(measure, control), fontsize=7.5)
+        own = (controls or {}).get(measure.marker, control)
+        ax.set_ylabel(axis_label(measure, own), fontsize=7.5)
         ax.spines[["top", "right"]].set_visible(False)
         drawn = draw_phases(ax, phases, timepoints)
         ax.set_title(measure.label, fontsize=9, loc="left", pad=18 if drawn else 6)
