@@ -1,12 +1,13 @@
 """Multi-tube draws: each marker from the stained tube that carries it, against that tube's own
 control; partial panels are missing data with the right n per measure.
 
-The study is built from the bundled simulated run (sample_fcs/run42, SIMULATED data with ground
-truth): each draw's stained and isotype files are split by channel into a CXCR4 tube (scatter,
-CD45, 12G5, 1D9, CD114, CD49f) and a Ki67 tube (scatter, CD45, Ki67), each with its isotype,
-as a lab stains an intracellular marker in its own fixed tube. Events are written compensated
-(no spillover keyword) so that the same events, written as today's two-tube draws, are an exact
-reference. Partial panels: P04's CXCR4 tubes lack CD114 and CD49f; P05 has no Ki67 tubes.
+The study is built from a simulated two-tube study (``cytogate.sim.simulate_study``, SIMULATED
+data with ground truth, written once per module): each draw's stained and isotype files are
+split by channel into a CXCR4 tube (scatter, CD45, 12G5, 1D9, CD114, CD49f) and a Ki67 tube
+(scatter, CD45, Ki67), each with its isotype, as a lab stains an intracellular marker in its
+own fixed tube. Events are written compensated (no spillover keyword) so that the same events,
+written as today's two-tube draws, are an exact reference. Partial panels: P04's CXCR4 tubes
+lack CD114 and CD49f; P05 has no Ki67 tubes.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from cytogate.study.batch import run_batch
 from cytogate.study.design import RunConfig
 from tests.oracle import RECOVERY_TOLERANCE, oracle_measures
 
-RUN42 = Path(__file__).resolve().parents[1] / "sample_fcs" / "run42"
 PATIENTS = ("P02", "P03", "P04", "P05")
 TIMEPOINTS = ("baseline", "day3", "6h")
 SCATTER = ["FSC-A", "FSC-H", "SSC-A", "PerCP-Cy5-5-A", "Time"]  # with CD45
@@ -61,7 +61,7 @@ def _write(src: Path, dest: Path, keep: list[str] | None = None) -> None:
         pnn=[names[i] for i in idx],
         pns=[pns[i] for i in idx],
         pnr=[pnr[i] for i in idx],
-        keywords={"$COM": "SIMULATED data (cytogate test, split from sample_fcs/run42)"},
+        keywords={"$COM": "SIMULATED data (cytogate test, split from a simulated two-tube study)"},
     )
 
 
@@ -79,17 +79,18 @@ def _row(file, patient, tp, tube, role, control_for, wbc):
     }
 
 
-def build_studies(root: Path) -> tuple[Path, Path]:
-    """(multi-tube run, two-tube reference run) over the same compensated events."""
+def build_studies(root: Path, source: Path) -> tuple[Path, Path]:
+    """(multi-tube run, two-tube reference run) over the same compensated events of the
+    two-tube simulated study ``source``."""
     multi, ref = root / "multi", root / "ref"
     multi.mkdir()
     ref.mkdir()
-    base = pd.read_csv(RUN42 / "manifest.csv")
+    base = pd.read_csv(source / "manifest.csv")
     base = base[base["patient"].isin(PATIENTS) & base["timepoint"].isin(TIMEPOINTS)]
     rows = []
     for rec in base[base["tube"] == "stained"].itertuples():
         p, tp, wbc = rec.patient, rec.timepoint, rec.wbc_per_ul
-        stained, iso = RUN42 / rec.file, RUN42 / rec.file.replace("_stained", "_isotype")
+        stained, iso = source / rec.file, source / rec.file.replace("_stained", "_isotype")
         _write(stained, ref / stained.name)
         _write(iso, ref / iso.name)
         cxcr4 = NO_CD114_CD49F if p == "P04" else CXCR4
@@ -108,8 +109,19 @@ def build_studies(root: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def studies(tmp_path_factory):
-    multi, ref = build_studies(tmp_path_factory.mktemp("multitube"))
+def two_tube(tmp_path_factory) -> Path:
+    """The two-tube simulated study (stained + isotype per draw) the split study comes from."""
+    from cytogate.sim.config import StudyConfig
+    from cytogate.sim.study import simulate_study
+
+    run = tmp_path_factory.mktemp("two_tube") / "run"
+    simulate_study(run, StudyConfig(n_patients=len(PATIENTS) + 1, timepoints=TIMEPOINTS))
+    return run
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory, two_tube):
+    multi, ref = build_studies(tmp_path_factory.mktemp("multitube"), two_tube)
     cfg = RunConfig(timepoints=TIMEPOINTS)  # comparisons: day3, 6h vs baseline; 6h vs day3
     return multi, run_batch(multi, config=cfg, jobs=2), run_batch(ref, config=cfg, jobs=2)
 
@@ -128,7 +140,7 @@ def test_multitube_values_equal_the_two_tube_values_of_the_same_events(studies):
         # where it does not: missing data with the reason, not a failed file
         absent = rows[~present]
         assert absent["value"].isna().all() and np.isfinite(absent["value_ref"]).all()
-        assert absent["reason"].str.contains("not in this draw's panel|no channel").all(), measure
+        assert absent["reason"].str.contains("not in this draw's panel", regex=False).all(), measure
 
 
 def test_each_marker_comes_from_its_tube_against_that_tubes_isotype(studies):
@@ -162,8 +174,8 @@ def test_n_per_measure_is_the_patients_whose_panel_has_it(studies):
 
 
 @pytest.fixture(scope="module")
-def truth():
-    return oracle_measures(RUN42)
+def truth(two_tube):
+    return oracle_measures(two_tube)
 
 
 def test_planted_effects_are_recovered_per_patient_against_the_ground_truth(studies, truth):
@@ -268,7 +280,7 @@ def test_swapping_the_cxcr4_and_ki67_isotypes_of_a_draw_loses_both_measures(smal
         assert _value(wrong, "P03", measure) == _value(right, "P03", measure)
     m = wrong.markers
     row = m[(m["file"] == "P02_baseline_CXCR4.fcs") & (m["marker"] == "CXCR4_12G5")].iloc[0]
-    assert "P02_baseline_Ki67 isotype.fcs" in row["reason"] or "no channel" in row["reason"]
+    assert "P02_baseline_Ki67 isotype.fcs: marker 'CXCR4_12G5' matches no channel" in row["reason"]
 
 
 # --------------------------------------------------------------------------- run-level checks
@@ -424,3 +436,106 @@ def test_simulated_diva_study_recovers_every_measure_against_its_own_control(div
     assert stats.loc[(RMFI["CD114"], "day3 vs baseline"), "mean_fc"] < 1
     assert stats.loc[(RMFI["CXCR4_12G5"], "6h vs day3"), "mean_fc"] < 1
     assert stats.loc[("blasts_per_ul", "day3 vs baseline"), "mean_fc"] > 2
+
+
+def test_figures_pair_each_stained_tube_with_the_control_its_markers_used(diva):
+    from cytogate.viz.render import plot_jobs
+
+    _, result = diva
+    jobs = plot_jobs(result.outcomes, result.markers, "stained", "isotype")
+    stained = result.samples[~result.samples["tube"].str.endswith("isotype")]
+    assert len(jobs) == len(stained)  # one job per stained tube, none per draw
+    m = result.markers
+    used = m[m["control_file"] != ""].groupby("file")["control_file"].first()
+    for job in jobs:
+        assert job.control is not None and job.control.control_for == job.stained.tube
+        assert job.control.tube == f"{job.stained.tube} isotype"
+        assert job.control.name == used[job.stained.name]
+        assert job.control.patient == job.stained.patient
+        assert job.control.timepoint == job.stained.timepoint
+        markers = {r["marker"] for r in job.marker_rows}
+        if job.stained.tube == "Ki67":
+            assert markers == {"Ki67"}
+        else:
+            assert {"CXCR4_12G5", "CXCR4_1D9"} <= markers <= {*RMFI, "Ki67"}
+
+
+def test_a_marker_configured_for_fmo_is_divided_by_the_fmo_that_omits_it(small, tmp_path):
+    """The FMO file here is the CXCR4 isotype's events with CD49f (PE-Cy7-A) doubled, so the
+    truth is exact: CD49f RMFI against it is half the isotype one, every other marker as before."""
+    run, right = small
+    fmo_run = tmp_path / "fmo"
+    shutil.copytree(run, fmo_run)
+    iso = read_fcs(fmo_run / "P02_baseline_CXCR4 isotype.fcs")
+    names = [str(n) for n in iso.channels["pnn"]]
+    events = iso.events.copy()
+    events[:, names.index("PE-Cy7-A")] *= 2.0
+    fmo = "P02_baseline_CXCR4 FMO CD49f.fcs"
+    write_fcs(
+        fmo_run / fmo,
+        events,
+        pnn=names,
+        pns=[str(s) for s in iso.channels["pns"]],
+        pnr=[float(r) for r in iso.channels["pnr"]],
+        keywords={"$COM": "SIMULATED data (cytogate test)"},
+    )
+    manifest = pd.read_csv(fmo_run / "manifest.csv", keep_default_na=False)
+    extra = manifest[manifest["file"] == "P02_baseline_CXCR4 isotype.fcs"].assign(
+        file=fmo, tube="CXCR4 FMO CD49f", role="fmo", fmo_marker="CD49f"
+    )
+    pd.concat([manifest, extra]).to_csv(fmo_run / "manifest.csv", index=False)
+
+    ignored = run_batch(fmo_run, jobs=1)  # isotype is the default control: the FMO is not used
+    assert _value(ignored, "P02", RMFI["CD49f"]) == _value(right, "P02", RMFI["CD49f"])
+    cfg = RunConfig(marker_controls=(("CD49f", "fmo"),))
+    used = run_batch(fmo_run, config=cfg, jobs=1)
+    assert np.isclose(
+        _value(used, "P02", RMFI["CD49f"]), _value(right, "P02", RMFI["CD49f"]) / 2, rtol=1e-6
+    )
+    for measure in (RMFI["CXCR4_12G5"], RMFI["CD114"], KI67_POS):
+        assert _value(used, "P02", measure) == _value(right, "P02", measure)
+    m = used.markers
+    row = m[(m["file"] == "P02_baseline_CXCR4.fcs") & (m["marker"] == "CD49f")].iloc[0]
+    assert (row["control_file"], row["control_role"]) == (fmo, "fmo")
+    # P03 has no FMO tube: its CD49f RMFI is missing, with the reason, not taken vs the isotype
+    p03 = m[(m["file"] == "P03_baseline_CXCR4.fcs") & (m["marker"] == "CD49f")].iloc[0]
+    assert (
+        np.isnan(p03["rmfi"]) and "no fmo control omitting CD49f for tube 'CXCR4'" in p03["reason"]
+    )
+
+
+def test_pinned_gates_come_from_the_baseline_draws_first_stained_tube(diva, tmp_path):
+    """With ``pin: baseline`` every tube of the patient (both stained tubes, their isotypes,
+    later draws) reuses the fit of the baseline's first stained tube (by name: CXCR4)."""
+    from cytogate.gating.engine import gate
+    from cytogate.gating.template import bundled_template_dir, parse_template
+
+    source, _ = diva
+    text = (bundled_template_dir() / "aml_blasts_cd45_ssc.yaml").read_text()
+    text = text.replace("name: aml_blasts_cd45_ssc\n", "name: pinned_blasts\n").replace(
+        "    description: CD45dim, SSC below the granulocytes",
+        "    pin: baseline\n    description: CD45dim, SSC below the granulocytes",
+    )
+    template = tmp_path / "pinned.yaml"
+    template.write_text(text)
+    manifest = pd.read_csv(source / "manifest.csv", keep_default_na=False)
+    with_ki67 = sorted(set(manifest.loc[manifest["tube"] == "Ki67", "patient"]))[0]
+    keep = manifest[
+        (manifest["patient"] == with_ki67) & manifest["timepoint"].isin(["baseline", "day3"])
+    ]
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in keep["file"]:
+        shutil.copy(source / name, run / name)
+    keep.to_csv(run / "manifest.csv", index=False)
+    result = run_batch(run, template=template, config=RunConfig(timepoints=TIMEPOINTS), jobs=1)
+    tmpl = parse_template(text, template)
+    files = keep.set_index(["timepoint", "tube"])["file"]
+    fitted = gate(read_fcs(run / files[("baseline", "CXCR4")]), tmpl).gate_of("blasts").geometry
+    own = gate(read_fcs(run / files[("baseline", "Ki67")]), tmpl).gate_of("blasts").geometry
+    assert own != fitted  # the baseline Ki67 tube (other events) would get another polygon
+    assert result.pinned[with_ki67]["blasts"] == fitted
+    assert len(result.outcomes) == 8
+    for outcome in result.outcomes:
+        (blasts,) = [g for g in outcome.gates if g.name == "blasts"]
+        assert blasts.geometry == fitted, outcome.name

@@ -82,53 +82,42 @@ class PlotJobResult:
 def plot_jobs(
     outcomes: Sequence[FileOutcome], markers: Any, stained_tube: str, control_tube: str
 ) -> list[PlotJob]:
-    """One job per stained tube with its control and its marker rows, in the outcomes' order.
-
-    A stained tube's control is the file its marker rows were divided by (``markers.csv``'s
-    ``control_file``: multi-tube designs, where a draw has a CXCR4 and a Ki67 tube each with its
-    own isotype); without that column (two-tube designs), the draw's ``control_tube`` file.
-    A file that is neither a stained tube with marker rows nor a control of one (a stained
-    tube whose markers all failed, an unmatched control) still gets its gate plot: in the
-    draw's two-tube pairing when its tube is ``stained_tube``/``control_tube``, else alone.
-    """
-    by_name = {o.name: o for o in outcomes}
+    """One job per stained tube of a draw (in the outcomes' order), with its control and its
+    marker rows: the control its markers were divided by (markers.csv ``control_file``), else
+    its first control; a two-tube run's tubes are ``stained_tube`` and ``control_tube``."""
+    groups: dict[tuple[str, str, str], dict[str, FileOutcome]] = {}
+    for o in outcomes:
+        if o.role == "stained" or o.tube == stained_tube:
+            groups.setdefault((o.patient, o.timepoint, o.tube), {}).setdefault("stained", o)
+    for o in outcomes:
+        if o.role != "stained" and o.tube != stained_tube:
+            target = o.control_for or stained_tube
+            key = (o.patient, o.timepoint, target)
+            tubes = groups.setdefault(key, {})
+            tubes.setdefault(o.name, o)
+            if o.tube == control_tube:
+                tubes.setdefault("control", o)
     rows: dict[str, list[dict[str, Any]]] = {}
-    control_of: dict[str, str] = {}
+    used: dict[str, str] = {}
     if markers is not None and len(markers):
-        has_control = "control_file" in markers.columns
-        for r in markers.to_dict("records"):
-            control = r.get("control_file") if has_control else None
-            if isinstance(control, str) and control in by_name:
-                control_of.setdefault(r["file"], control)
-            if r["tube"] == stained_tube or r["file"] in control_of:
-                rows.setdefault(r["file"], []).append(r)
-    draws: dict[tuple[str, str], dict[str, FileOutcome]] = {}
-    for o in outcomes:
-        draws.setdefault((o.patient, o.timepoint), {})[o.tube] = o
-    jobs: list[PlotJob] = []
-    placed: set[str] = set()
-    for o in outcomes:
-        if o.name in placed:
-            continue
-        control: FileOutcome | None = None
-        stained: FileOutcome | None = o
-        if o.name in control_of:
-            control = by_name[control_of[o.name]]
-        elif o.tube == stained_tube:
-            control = draws[(o.patient, o.timepoint)].get(control_tube)
-        elif o.tube == control_tube and stained_tube in draws[(o.patient, o.timepoint)]:
-            continue  # drawn with its stained tube
-        elif o.name in control_of.values():
-            continue  # drawn with the stained tube it controls
-        elif o.tube == control_tube:
-            stained, control = None, o
-        if control is not None and control.name in placed:
-            control = None
-        placed.update(x.name for x in (stained, control) if x is not None)
+        stained_names = {t["stained"].name for t in groups.values() if "stained" in t}
+        for r in markers[markers["file"].isin(stained_names)].to_dict("records"):
+            rows.setdefault(r["file"], []).append(r)
+            if isinstance(r.get("control_file"), str) and r["control_file"]:
+                used.setdefault(r["file"], r["control_file"])
+    jobs = []
+    for (patient, timepoint, _), tubes in groups.items():
+        stained = tubes.get("stained")
+        controls = [o for k, o in tubes.items() if k not in ("stained", "control")]
+        control = tubes.get("control")
+        if stained is not None and stained.name in used:
+            control = next((o for o in controls if o.name == used[stained.name]), control)
+        if control is None and controls:
+            control = controls[0]
         jobs.append(
             PlotJob(
-                patient=o.patient,
-                timepoint=o.timepoint,
+                patient=patient,
+                timepoint=timepoint,
                 stained=stained,
                 control=control,
                 marker_rows=tuple(rows.get(stained.name, ())) if stained else (),

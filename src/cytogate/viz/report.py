@@ -347,30 +347,29 @@ def _stats_rows(result: BatchResult) -> list[dict[str, Any]]:
 def _gallery(
     result: BatchResult, config: RunConfig, entries: Sequence[PlotEntry]
 ) -> list[dict[str, Any]]:
-    """Patients -> timepoints -> cards: per stained tube, its gates, its control's gates and
-    its marker plot (two-tube designs: stained, control tube, markers, as always)."""
+    """Patients -> timepoints -> cards (stained gates, control gates, markers)."""
     from cytogate.study.design import STAINED
 
-    by_key: dict[tuple[str, str], dict[tuple[str, str], PlotEntry]] = {}
+    tubes = list(dict.fromkeys(result.samples["tube"])) if len(result.samples) else []
+    multi = bool(set(tubes) - {STAINED, config.control_tube})
+    by_key: dict[tuple[str, str], dict[str, PlotEntry]] = {}
     for e in entries:
-        by_key.setdefault((e.patient, e.timepoint), {})[(e.kind, e.tube)] = e
+        slot = e.tube if e.kind != "markers" else f"markers:{e.tube}" if multi else "markers"
+        by_key.setdefault((e.patient, e.timepoint), {})[slot] = e
     failed = {r.file: r.error for r in result.failed.itertuples()} if len(result.samples) else {}
     order = {tp: i for i, tp in enumerate(config.timepoints)}
     slots = [
-        (slot, what)
-        for stained, control in _tube_pairs(result, config, entries)
-        for slot, what in (
-            (("gates", stained), f"gates, {stained} tube"),
-            (("gates", control), f"gates, {control} tube"),
-            (("markers", stained), f"markers, {stained} vs {control}"),
-        )
-        if slot[1]
+        (STAINED, "gates, stained tube"),
+        (config.control_tube, f"gates, {config.control_tube} tube"),
+        ("markers", f"markers, stained vs {config.control_tube}"),
     ]
-    if not slots:  # nothing drawn: the two-tube slots, each "no file"
-        slots = [
-            (("gates", STAINED), "gates, stained tube"),
-            (("gates", config.control_tube), f"gates, {config.control_tube} tube"),
-        ]
+    if multi:  # a multi-tube panel: each tube's gates, each stained tube's markers after it
+        stained = {o.tube for o in result.outcomes if o.role == STAINED}
+        slots = []
+        for tube in tubes:
+            slots.append((tube, f"gates, {tube} tube"))
+            if tube in stained:
+                slots.append((f"markers:{tube}", f"markers, {tube} vs its control"))
     gallery = []
     for patient in sorted({p for p, _ in by_key}):
         tps = sorted((tp for p, tp in by_key if p == patient), key=lambda t: order.get(t, 99))
@@ -382,33 +381,6 @@ def _gallery(
             timepoints.append({"name": tp, "cards": cards})
         gallery.append({"name": patient, "timepoints": timepoints})
     return gallery
-
-
-def _tube_pairs(
-    result: BatchResult, config: RunConfig, entries: Sequence[PlotEntry]
-) -> list[tuple[str, str]]:
-    """(stained tube, its control tube) names of the run, in first-seen order.
-
-    From ``markers.csv``'s ``control_file`` where the design has several stained tubes; the
-    two-tube design's ``stained``/``control_tube`` otherwise. A tube drawn without a pair (a
-    control with no stained tube, a stained tube whose markers all failed) gets its own slot.
-    """
-    from cytogate.study.design import STAINED
-
-    tube_of = {o.name: o.tube for o in result.outcomes}
-    pairs: dict[str, str] = {}
-    markers = result.markers
-    if markers is not None and len(markers) and "control_file" in markers.columns:
-        for file, control in zip(markers["file"], markers["control_file"], strict=True):
-            if isinstance(control, str) and control in tube_of:
-                pairs.setdefault(tube_of.get(file, ""), tube_of[control])
-    tubes = list(dict.fromkeys(e.tube for e in entries))
-    if not pairs and (STAINED in tubes or config.control_tube in tubes or not tubes):
-        pairs[STAINED] = config.control_tube
-    paired = set(pairs) | set(pairs.values())
-    out = list(pairs.items())
-    out += [(t, "") for t in tubes if t not in paired]
-    return out
 
 
 def _card(
