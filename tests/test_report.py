@@ -158,6 +158,14 @@ def test_report_shows_every_sample_the_failure_stats_and_the_banner(batch_out):
     for name in ("mobilisation", "cxcr4", "markers"):
         assert f"plots/timecourse_{name}.png" in html
         assert f"plots/timecourse_{name}_patients.png" in html
+        assert f"plots/timecourse_{name}_values.png" in html  # the measure itself
+    # n per measure: patients with a value of that measure in timecourse.csv
+    tc = pd.read_csv(out / "timecourse.csv")
+    for measure, rows in tc[tc["value"].notna()].groupby("measure"):
+        n = rows["patient"].nunique()
+        label = "CXCR4 (12G5) RMFI on blasts" if measure == "blasts_CXCR4_12G5_rmfi_median" else ""
+        if label:
+            assert f"{label}, n = {n} patients" in text
     # thumbnails are real, smaller copies of the full-size figures
     from PIL import Image
 

@@ -692,14 +692,16 @@ def plot_command(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Output folder for agreement.csv and bland_altman.png (default: RUN/cytogate_compare).",
+    help="Output folder for agreement.csv, agreement.html and its figures (default: "
+    "RUN/cytogate_compare).",
 )
 @click.option(
     "--worst",
     type=click.IntRange(0, 100),
     default=3,
     show_default=True,
-    help="Gate plots (cytogate's and the reference's) of this many worst files, in worst/.",
+    help="This many worst files get, in worst/, a panel per population with both gates and "
+    "each side's gate tree.",
 )
 @_user_errors
 def compare_command(
@@ -712,12 +714,21 @@ def compare_command(
     worst: int,
 ) -> None:
     """Agreement of cytogate's gating of RUN (a folder of FCS files, or one file) with an
-    expert's: agreement.csv (per file x population, worst first) and a Bland-Altman plot."""
-    from cytogate.interop.compare import run_compare
+    expert's: agreement.csv (per file x population, worst first), a Bland-Altman plot, the
+    worst files' gates (both in one panel) and agreement.html."""
+    from cytogate.interop.compare import AGREEMENT_NAME, run_compare
+    from cytogate.viz.agreement_report import write_agreement_report
 
     chosen = _template(template, group)
-    written = run_compare(run, reference, chosen, mapping=mapping, out=out, group=group)
-    written += _worst_plots(written[0], run, chosen, reference, group, worst)
+
+    def render(result: Any) -> list[Path]:
+        # the gate trees first: the page links them
+        trees = _worst_plots(result.out / AGREEMENT_NAME, run, chosen, reference, group, worst)
+        return trees + write_agreement_report(result)
+
+    written = run_compare(
+        run, reference, chosen, mapping=mapping, out=out, group=group, worst=worst, renderer=render
+    )
     for path in written:
         click.echo(str(path))
 

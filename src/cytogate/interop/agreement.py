@@ -38,10 +38,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "COLUMNS",
+    "FileAgreement",
     "Reference",
     "agreement_rows",
     "compare_files",
+    "compare_files_keeping",
     "event_scores",
+    "file_agreement",
     "load_reference",
     "parse_map",
     "read_labels",
@@ -78,10 +81,23 @@ class Reference:
 
 
 def parse_map(items: Sequence[str]) -> dict[str, str]:
-    """``["Blasts=blasts", …]`` (or one comma-separated string) -> {reference: ours}."""
+    """``["Blasts=blasts", …]`` (or one comma-separated string) -> {reference: ours}.
+
+    A comma separates pairs only where the text after it holds its own ``=``, so names with
+    commas (FlowJo's ``Q1: CD4- , CD8+``) can be mapped: ``Q1: CD4- , CD8+=q1``.
+    """
     out: dict[str, str] = {}
     for item in items:
-        for part in item.split(","):
+        parts: list[str] = []
+        pending = ""
+        for piece in item.split(","):
+            pending = f"{pending},{piece}" if pending else piece
+            if "=" in piece:
+                parts.append(pending)
+                pending = ""
+        if pending:
+            parts.append(pending)
+        for part in parts:
             if not part.strip():
                 continue
             if "=" not in part:
@@ -145,6 +161,20 @@ def event_scores(ours: np.ndarray, theirs: np.ndarray) -> tuple[float, float, fl
     return f1, precision, recall
 
 
+@dataclass(frozen=True)
+class FileAgreement:
+    """One file's comparison as drawn by the report: cytogate's gating result, the
+    reference's membership per compared population pair, and the file's rows.
+
+    Kept for the worst files only (see :func:`compare_files_keeping`), so the report draws
+    recorded memberships and gates nothing again.
+    """
+
+    ours: GatingResult
+    reference_masks: Mapping[tuple[str, str], np.ndarray]  # (ours, reference) -> mask
+    rows: tuple[dict[str, Any], ...]
+
+
 def agreement_rows(
     ours: GatingResult,
     reference: Reference,
@@ -152,10 +182,21 @@ def agreement_rows(
     sample: Sample | None = None,
 ) -> list[dict[str, Any]]:
     """Rows of ``agreement.csv`` for one file."""
+    return list(file_agreement(ours, reference, mapping, sample).rows)
+
+
+def file_agreement(
+    ours: GatingResult,
+    reference: Reference,
+    mapping: Mapping[str, str],
+    sample: Sample | None = None,
+) -> FileAgreement:
+    """One file held against the reference: its rows and the reference's masks."""
     sample = sample or ours.sample
     name = sample.path.name
     n = sample.n_events
     rows = []
+    masks: dict[tuple[str, str], np.ndarray] = {}
     if reference.kind == "template":
         from cytogate.gating.engine import gate
 
@@ -163,6 +204,7 @@ def agreement_rows(
         pairs = _pairs(mapping, theirs.populations, ours.populations, reference.path)
         for ref_pop, our_pop in pairs:
             ref_mask, our_mask = theirs.mask(ref_pop), ours.mask(our_pop)
+            masks[(our_pop, ref_pop)] = ref_mask
             flowjo = None
             if reference.flowjo_counts is not None:
                 ref = next(r for r in reference.template.refs if r.name == ref_pop)
@@ -183,12 +225,13 @@ def agreement_rows(
                     flowjo,
                 )
             )
-        return rows
+        return FileAgreement(ours, masks, tuple(rows))
     labels = read_labels(_label_file(reference.path, sample), n)
     present = sorted(set(labels.tolist()))
     pairs = _pairs(mapping, present, ours.populations, reference.path, joinable=True)
     for ref_pop, our_pop in pairs:
         ref_mask = np.isin(labels, ref_pop.split("+"))
+        masks[(our_pop, ref_pop)] = ref_mask
         our_mask = ours.mask(our_pop)
         rows.append(
             _row(
@@ -204,7 +247,7 @@ def agreement_rows(
                 None,
             )
         )
-    return rows
+    return FileAgreement(ours, masks, tuple(rows))
 
 
 def compare_files(
@@ -214,6 +257,21 @@ def compare_files(
     mapping: Mapping[str, str],
 ) -> pd.DataFrame:
     """Gate every file with ``template`` and compare with ``reference``; worst first."""
+    return compare_files_keeping(files, template, reference, mapping, keep=0)[0]
+
+
+def compare_files_keeping(
+    files: Sequence[Path],
+    template: Any,
+    reference: Reference,
+    mapping: Mapping[str, str],
+    keep: int = 3,
+) -> tuple[pd.DataFrame, list[FileAgreement]]:
+    """:func:`compare_files`, also keeping the ``keep`` worst files' results (worst first).
+
+    A file's rank is that of its worst row in :func:`sort_worst_first` order, so the kept
+    files are the first ``keep`` files of the table. Only those results stay in memory.
+    """
     import pandas as pd
 
     from cytogate.gating.engine import gate
@@ -224,11 +282,29 @@ def compare_files(
 
         check_files(reference.template, files)
     rows: list[dict[str, Any]] = []
+    kept: list[tuple[tuple[Any, ...], FileAgreement]] = []
     for path in files:
         sample = read_fcs(path)
-        rows.extend(agreement_rows(gate(sample, template), reference, mapping, sample))
+        result = file_agreement(gate(sample, template), reference, mapping, sample)
+        rows.extend(result.rows)
+        if keep > 0 and result.rows:
+            kept.append((min(_rank(r) for r in result.rows), result))
+            kept.sort(key=lambda item: item[0])
+            del kept[keep:]
     table = pd.DataFrame(rows, columns=COLUMNS)
-    return sort_worst_first(table)
+    return sort_worst_first(table), [item for _, item in kept]
+
+
+def _rank(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A row's place in :func:`sort_worst_first` order (NaN F1 first, then larger |diff|)."""
+    f1 = row["f1"]
+    diff = row["pct_parent_diff"]
+    return (
+        -1.0 if f1 is None or math.isnan(f1) else f1,
+        0.0 if diff is None or math.isnan(diff) else -abs(diff),
+        row["file"],
+        row["population"],
+    )
 
 
 def sort_worst_first(table: pd.DataFrame) -> pd.DataFrame:

@@ -36,6 +36,7 @@ class EventView:
         self._comp = compensation
         self._masks = masks
         self._scaled: dict[str, np.ndarray] = {}
+        self._result: GatingResult | None = None  # set by from_result
 
     # ----------------------------------------------------------------- building
     @classmethod
@@ -75,6 +76,7 @@ class EventView:
         outcome = record_outcome(result)
         view = cls(outcome, _compensation_of(result), {})
         view._masks = {pop: result.mask(pop) for pop in result.populations}
+        view._result = result
         return view
 
     def _apply(self, gates: tuple[AppliedGate, ...]) -> dict[str, np.ndarray]:
@@ -164,7 +166,14 @@ class EventView:
             raise PanelError(f"{self.name}: marker '{dim}' was not found in this file") from None
 
     def scaled_values(self, dim: str, population: str = ROOT) -> np.ndarray:
-        """Values of ``dim`` in its recorded scaled space (as the gates saw them)."""
+        """Values of ``dim`` in its recorded scaled space (as the gates saw them).
+
+        A view of a result gated in this process takes the result's own scaled values: for a
+        GatingML/FlowJo template those are FlowKit's transformed values (FlowJo's biex, …),
+        which the recorded identity scale cannot recompute from the compensated channel.
+        """
+        if dim not in self._scaled and self._result is not None and dim in self._result.scaled:
+            self._scaled[dim] = self._result.scaled[dim]
         if dim not in self._scaled:
             d = self.dimension(dim)
             self._scaled[dim] = d.scale.apply(self._comp.column(d.index), d.channel_range)

@@ -68,7 +68,8 @@ def marker_layout(
     markers = [m for m in plan.markers if m in by_marker]
     n = max(1, len(markers))
     panel_w, left, gap, right, top, bottom, height = 2.6, 0.55, 0.55, 0.2, 0.75, 0.75, 2.3
-    width = left + n * panel_w + (n - 1) * gap + right
+    # at least wide enough for the header and footnote (a Ki67 tube has one marker)
+    width = max(6.4, left + n * panel_w + (n - 1) * gap + right)
     fig_h = top + height + bottom
     axes: list[AxisInfo | None] = []
     problems = []
@@ -112,12 +113,16 @@ def marker_static(layout: MarkerLayout) -> Figure:
         ax.tick_params(axis="y", labelsize=7)
         ax.set_ylabel("% of mode", fontsize=7)
         ax.set_title(f"{axis.dim} on {layout.population}", fontsize=8, loc="left")
+    foot = (
+        f"Histograms normalised to their mode; MFI = {layout.statistic} of compensated linear "
+        f"intensities; RMFI = MFI(stained) / MFI({'control'}); threshold = "
+        f"p{layout.percentile:g} of the control tube."
+    )
+    width = layout.size[0]
     fig.text(
         layout.left,
         0.06 / layout.size[1],
-        f"Histograms normalised to their mode; MFI = {layout.statistic} of compensated linear "
-        f"intensities; RMFI = MFI(stained) / MFI({'control'}); threshold = "
-        f"p{layout.percentile:g} of the control tube.",
+        wrap_text([foot], width - layout.left * width - 0.2, 6, 2),
         ha="left",
         va="bottom",
         fontsize=6,

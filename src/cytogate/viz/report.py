@@ -24,6 +24,7 @@ from cytogate.atomic import atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
+    from jinja2 import Environment
     from jinja2 import Template as PageTemplate
 
     from cytogate.study.batch import BatchResult
@@ -75,6 +76,8 @@ def write_plots_and_report(
         config.timepoints,
         config.baseline,
         simulated,
+        control=config.control_tube,
+        controls=_marker_controls(config),
     )
     # one pool for both kinds: the time courses (largest figures) first, then the groups
     tasks: list[Any] = [*courses, *groups]
@@ -127,13 +130,20 @@ def write_plots_and_report(
     for e in entries:
         written += [out_path / p for p in (e.path, e.thumb) if p]
     for f in figures:
-        written += sorted(
-            {out_path / p for p in (f.path, f.preview, f.patients_path, f.patients_preview)}
-        )
+        shown = (f.path, f.preview, f.patients_path, f.patients_preview)
+        written += sorted({out_path / p for p in (*shown, f.values_path, f.values_preview) if p})
     written.append(report)
     if cd34:
         written.append(out_path / cd34["figure"])
     return written, summary
+
+
+def _marker_controls(config: RunConfig) -> dict[str, str]:
+    """marker -> the kind of control its RMFI divides by, where the config sets one."""
+    control_role = getattr(config, "control_role", None)
+    if control_role is None:
+        return {}
+    return {m: control_role(m) for m, _ in getattr(config, "marker_controls", ())}
 
 
 def _cd34_section(result: BatchResult, out: Path, simulated: bool) -> dict[str, Any] | None:
@@ -173,20 +183,29 @@ def _cell(value: Any) -> str:
 
 
 @lru_cache(maxsize=1)
-def _page_template() -> PageTemplate:
+def page_environment() -> Environment:
+    """The jinja2 environment of every page cytogate writes (autoescaped)."""
     from jinja2 import Environment, select_autoescape
 
-    env = Environment(
+    return Environment(
         autoescape=select_autoescape(default=True),
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    return env.from_string(_resource("report.html.j2"))
 
 
-def _resource(name: str) -> str:
+@lru_cache(maxsize=1)
+def _page_template() -> PageTemplate:
+    return page_environment().from_string(resource("report.html.j2"))
+
+
+def resource(name: str) -> str:
+    """A file of ``cytogate/viz/templates`` (page templates, CSS, script) as text."""
     return resources.files("cytogate.viz").joinpath("templates", name).read_text("utf-8")
+
+
+_resource = resource
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -247,6 +266,7 @@ def render_report(
         stats_rows=_stats_rows(result),
         marker_populations=", ".join(config.marker_populations),
         control_tube=config.control_tube,
+        mfi_statistic=config.mfi_statistic,
         gallery=_gallery(result, config, entries),
         cd34=cd34,
     )

@@ -2,14 +2,17 @@
 
 Points, error bars and stars are read from the ``stats`` table (the "<timepoint> vs
 <baseline>" rows), per-patient lines from ``timecourse``; measures are :class:`Measure`
-values, so labels never come from parsing a column name.
+values, so labels never come from parsing a column name. Each figure of a run is drawn in
+three versions (:func:`draw_timecourse`): mean fold change, the same with each patient's
+line, and the measure itself (:mod:`cytogate.viz.timecourse_values`); treatment phases are
+marked on the time axis (:mod:`cytogate.viz.phases`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +21,7 @@ import numpy as np
 
 from cytogate.model.measure import Measure
 from cytogate.viz.figure import DPI, draw_header, new_figure, save_figure, wrap_text
+from cytogate.viz.phases import Phase, draw_phases, study_phases
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -68,16 +72,22 @@ def timecourse_figure(
     per_patient: bool = False,
     simulated: bool = False,
     title: str | None = None,
+    phases: Sequence[Phase] | None = None,
 ) -> Figure:
     """Mean fold change from baseline ± SEM per timepoint, with stars, like the study's Fig. 1.
 
     ``overlay``: every measure on one axes (leukocytes and blasts); otherwise one panel per
     measure side by side (12G5 | 1D9). Mean, SEM and stars are read from the ``stats`` table's
     "<timepoint> vs <baseline>" rows (baseline is 1 by definition); ``per_patient`` adds each
-    patient's fold changes from ``timecourse`` as thin lines.
+    patient's fold changes from ``timecourse`` as thin lines. ``phases``: treatment phases
+    marked above the time axis (``None``: the study's, when the timepoints are the study's).
     """
+    if phases is None:
+        phases = study_phases(timepoints, baseline)
     n_panels = 1 if overlay else max(1, len(measures))
     panel_w, left, gap, right, top, bottom, height = 3.4, 0.7, 0.75, 0.2, 0.85, 0.8, 2.7
+    if phases:
+        top += 0.2
     if overlay:
         panel_w = 5.0
     width = left + n_panels * panel_w + (n_panels - 1) * gap + right
@@ -125,9 +135,7 @@ def timecourse_figure(
         )
         if n_text:
             n_info.append(n_text)
-        if not overlay:
-            ax.set_title(item.label, fontsize=9, loc="left")
-    for ax in axes:
+    for k, ax in enumerate(axes):
         ax.axhline(1.0, color="#888888", lw=0.8, ls="--", zorder=0)
         ax.set_xticks(x, list(timepoints), fontsize=8)
         ax.set_xlim(-0.4, len(timepoints) - 0.6)
@@ -136,6 +144,9 @@ def timecourse_figure(
         lo, hi = ax.get_ylim()
         ax.set_ylim(min(0, lo), hi * 1.12)
         ax.spines[["top", "right"]].set_visible(False)
+        drawn = draw_phases(ax, phases, timepoints)  # after the limits: bands span them
+        if not overlay and k < len(measures):
+            ax.set_title(measures[k].label, fontsize=9, loc="left", pad=18 if drawn else 6)
         if overlay:
             ax.legend(fontsize=8, frameon=False, loc="upper left")
     test = ", ".join(sorted(used_tests)) or "n/a"
@@ -265,6 +276,12 @@ class TimecourseEntry:
     preview: str
     patients_path: str
     patients_preview: str
+    #: the measure itself (mean ± SEM of per-patient values), :mod:`~cytogate.viz.timecourse_values`
+    values_path: str = ""
+    values_preview: str = ""
+    values_width_in: float = 0.0
+    #: (measure label, patients with that measure) in the figure's order
+    n_patients: tuple[tuple[str, int], ...] = ()
     seconds: float = 0.0  # drawing time, in the process that drew it
 
 
@@ -279,6 +296,9 @@ class TimecourseTask:
     timepoints: tuple[str, ...]
     baseline: str
     simulated: bool
+    control: str = "isotype"  # the control tube RMFI divides by, as the axis states it
+    controls: tuple[tuple[str, str], ...] = ()  # marker -> its own control kind, if configured
+    phases: tuple[Phase, ...] | None = None  # None: derived from the timepoints
 
 
 def timecourse_tasks(
@@ -288,6 +308,9 @@ def timecourse_tasks(
     timepoints: Sequence[str],
     baseline: str,
     simulated: bool = False,
+    control: str = "isotype",
+    phases: Sequence[Phase] | None = None,
+    controls: Mapping[str, str] | None = None,
 ) -> list[TimecourseTask]:
     """The run's time-course figures, each with only its measures' rows."""
     if timecourse.empty or stats.empty:
@@ -305,6 +328,9 @@ def timecourse_tasks(
                 timepoints=tuple(timepoints),
                 baseline=baseline,
                 simulated=simulated,
+                control=control,
+                controls=tuple(sorted((controls or {}).items())),
+                phases=None if phases is None else tuple(phases),
             )
         )
     return tasks
@@ -313,40 +339,63 @@ def timecourse_tasks(
 def draw_timecourse(
     task: TimecourseTask, plots_dir: str | os.PathLike[str], fmt: str = "png", dpi: int = DPI
 ) -> TimecourseEntry:
-    """Write one time-course figure, mean ± SEM and with per-patient lines, into plots_dir."""
+    """Write one time-course figure's three versions into plots_dir: mean fold change ± SEM,
+    the same with per-patient lines, and the measure itself (``_values``)."""
     import time
+
+    from cytogate.viz.timecourse_values import value_summary, values_figure
 
     start = time.perf_counter()
     root = Path(plots_dir)
     paths: dict[str, str] = {}
-    width = 0.0
-    for suffix, per_patient in (("", False), ("_patients", True)):
-        fig = timecourse_figure(
-            task.timecourse,
-            task.stats,
-            task.measures,
-            task.timepoints,
-            task.baseline,
-            overlay=(task.name == "mobilisation"),
-            per_patient=per_patient,
-            simulated=task.simulated,
-            title=TITLES.get(task.name),
-        )
-        stem = f"timecourse_{task.name}{suffix}"
+    widths: dict[str, float] = {}
+    title = TITLES.get(task.name)
+    for key in ("", "patients_", "values_"):
+        if key == "values_":
+            fig = values_figure(
+                task.timecourse,
+                task.stats,
+                task.measures,
+                task.timepoints,
+                task.baseline,
+                control=task.control,
+                controls=dict(task.controls),
+                phases=task.phases,
+                simulated=task.simulated,
+                title=title,
+            )
+        else:
+            fig = timecourse_figure(
+                task.timecourse,
+                task.stats,
+                task.measures,
+                task.timepoints,
+                task.baseline,
+                overlay=(task.name == "mobilisation"),
+                per_patient=(key == "patients_"),
+                simulated=task.simulated,
+                title=title,
+                phases=task.phases,
+            )
+        stem = f"timecourse_{task.name}{'_' + key.rstrip('_') if key else ''}"
         full = root / f"{stem}.{fmt}"
         preview = root / THUMBS_DIR / f"{stem}.png" if fmt == "pdf" else None
         save_figure(fig, full, dpi=dpi, thumbnail=preview, thumbnail_width=1200)
-        key = "patients_" if per_patient else ""
-        width = fig.get_figwidth()
+        widths[key] = fig.get_figwidth()
         paths[f"{key}path"] = f"{root.name}/{full.name}"
         paths[f"{key}preview"] = (
             f"{root.name}/{THUMBS_DIR}/{preview.name}" if preview else paths[f"{key}path"]
         )
+    n_patients = tuple(
+        (m.label, value_summary(task.timecourse, m.name, task.timepoints)[3]) for m in task.measures
+    )
     return TimecourseEntry(
         name=task.name,
         title=TITLES.get(task.name, task.name),
         measures=task.measures,
-        width_in=width,
+        width_in=widths[""],
+        values_width_in=widths["values_"],
+        n_patients=n_patients,
         seconds=time.perf_counter() - start,
         **paths,
     )
