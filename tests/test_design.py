@@ -253,3 +253,33 @@ def test_control_of_a_tube_this_draw_lacks_is_a_warning_not_an_error(tmp_path):
         "line 3: isotype tube 'Ki67 isotype' controls 'Ki67', but patient P1 at day3 has no" in w
         for w in design.warnings
     )
+
+
+def test_per_marker_control_kind_and_tube_in_the_run_config(tmp_path):
+    path = tmp_path / "cytogate.yaml"
+    path.write_text(
+        "marker_controls: {CD49f: fmo, Ki67: isotype}\nmarker_tubes: {CXCR4_12G5: CXCR4}\n"
+    )
+    config = load_config(tmp_path)
+    assert dict(config.marker_controls) == {"CD49f": "fmo", "Ki67": "isotype"}
+    assert dict(config.marker_tubes) == {"CXCR4_12G5": "CXCR4"}
+    assert config.to_dict()["marker_controls"] == {"CD49f": "fmo", "Ki67": "isotype"}
+    path.write_text("marker_controls: {CD49f: fmoo}\n")
+    with pytest.raises(DesignError, match=r"field 'marker_controls.CD49f'"):
+        load_config(tmp_path)
+    path.write_text("marker_tubes: [CXCR4]\n")
+    with pytest.raises(DesignError, match=r"field 'marker_tubes'"):
+        load_config(tmp_path)
+
+
+def test_per_marker_fields_must_name_configured_markers(tmp_path):
+    from cytogate.study.batch import run_batch
+
+    run = _run(tmp_path, HEADER + "a.fcs,P1,baseline,stained,,\n", ["a.fcs"])
+    config = RunConfig(marker_controls=(("CD34", "fmo"),), marker_tubes=(("Ki67", "Ki67"),))
+    with pytest.raises(DesignError) as info:
+        run_batch(run, config=config)
+    assert "marker_controls: 'CD34' is not a configured marker" in str(info.value)
+    config = RunConfig(marker_tubes=(("Ki67", "Ki67"),))
+    with pytest.raises(DesignError, match="marker_tubes: Ki67: no stained tube 'Ki67' in the"):
+        run_batch(run, config=config)

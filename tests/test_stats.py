@@ -481,3 +481,33 @@ def test_measure_names_and_labels_do_not_depend_on_underscores_in_names():
     assert Measure.pct_positive("cd45_negative", "Ki67").name == "cd45_negative_Ki67_pct_positive"
     with pytest.raises(ValueError, match="needs a marker"):
         Measure(kind="rmfi", population="blasts", statistic="median")
+
+
+def test_n_patients_is_per_measure_under_partial_panels():
+    """A measure some patients' panels lack has its own n; each comparison uses its pairs."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for i in range(6):
+        for tp in ("baseline", "day3"):
+            rows.append(
+                {"patient": f"P{i}", "timepoint": tp, "measure": "full", "value": 1 + rng.random()}
+            )
+            # 'partial' exists only for P0-P3; P3 has only its baseline value
+            if i < 3 or (i == 3 and tp == "baseline"):
+                rows.append(
+                    {
+                        "patient": f"P{i}",
+                        "timepoint": tp,
+                        "measure": "partial",
+                        "value": 1 + rng.random(),
+                    }
+                )
+            elif i == 4:  # a row with a NaN value counts as missing, not measured
+                rows.append(
+                    {"patient": f"P{i}", "timepoint": tp, "measure": "partial", "value": np.nan}
+                )
+    out = paired_statistics(pd.DataFrame(rows), [Comparison("day3", "baseline")])
+    by = out.set_index("measure")
+    assert by.loc["full", "n_patients"] == 6 and by.loc["full", "n_pairs"] == 6
+    assert by.loc["partial", "n_patients"] == 4 and by.loc["partial", "n_pairs"] == 3
+    assert list(out.columns)[-1] == "n_patients"

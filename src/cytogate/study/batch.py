@@ -351,6 +351,7 @@ def check_markers_resolve(design: Design, tmpl: Template, cfg: RunConfig) -> Non
     carried: dict[str, list[DesignRow]] = {m: [] for m in markers}
     why_not: dict[str, str] = {}
     read_any = False
+    resolved: dict[tuple[tuple[str, ...], tuple[str, ...]], set[str]] = {}  # panel -> markers
     for row in design.rows:
         if row.is_control:
             continue
@@ -359,16 +360,19 @@ def check_markers_resolve(design: Design, tmpl: Template, cfg: RunConfig) -> Non
         except FCSError:
             continue
         read_any = True
-        for marker in markers:
-            try:
-                find_marker(panel, tmpl.panel[marker])  # type: ignore[arg-type]
-            except PanelError as exc:
-                why_not.setdefault(marker, str(exc))
-                continue
+        key = (tuple(panel.channels["pnn"]), tuple(panel.channels["pns"]))
+        if key not in resolved:  # a study repeats a few panels: resolve each once
+            resolved[key] = set()
+            for marker in markers:
+                try:
+                    find_marker(panel, tmpl.panel[marker])  # type: ignore[arg-type]
+                except PanelError as exc:
+                    why_not.setdefault(marker, str(exc))
+                    continue
+                resolved[key].add(marker)
+        for marker in resolved[key]:
             carried[marker].append(row)
-    if not read_any:
-        return
-    for marker in markers:
+    for marker in markers if read_any else ():
         if not carried[marker]:
             problems.append(f"{marker}: in no stained file of the run ({why_not.get(marker, '')})")
             continue
@@ -394,19 +398,17 @@ class _KeywordPanel:
     """A file's channels ($PnN, $PnS) from its keywords: enough to resolve markers."""
 
     path: Path
-    channels: pd.DataFrame
+    channels: dict[str, list[str]]
 
 
 def _panel_of(path: Path, keywords: dict[str, str]) -> _KeywordPanel:
-    import pandas as pd
-
     try:
         n = int(keywords.get("$PAR", "0").strip() or 0)
     except ValueError:
         n = 0
     pnn = [keywords.get(f"$P{i}N", "").strip() for i in range(1, n + 1)]
     pns = [keywords.get(f"$P{i}S", "").strip() for i in range(1, n + 1)]
-    return _KeywordPanel(path, pd.DataFrame({"pnn": pnn, "pns": pns}))
+    return _KeywordPanel(path, {"pnn": pnn, "pns": pns})
 
 
 def _check_config_against_template(cfg: RunConfig, tmpl: Template) -> None:

@@ -86,10 +86,6 @@ class RunConfig:
         kind (``isotype``, ``fmo``, ``unstained``), else ``isotype``."""
         return self.control_tube if self.control_tube in CONTROL_ROLES else "isotype"
 
-    def control_role(self, marker: str) -> str:
-        """The kind of control ``marker`` is measured against (``marker_controls``)."""
-        return dict(self.marker_controls).get(marker, self.legacy_control_role)
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, recorded in run.json."""
         out = asdict(self)

@@ -56,6 +56,8 @@ class FileOutcome:
     tube: str
     status: FileStatus
     error: str = ""
+    role: str = "stained"  # stained, isotype, fmo or unstained
+    control_for: str = ""  # a control's stained tube (its name in the draw)
     sha256: str = ""
     n_events: int = 0
     template: str = ""
@@ -140,6 +142,8 @@ def failed_outcome(row: Any, error: str) -> FileOutcome:
         tube=row.tube,
         status="failed",
         error=error,
+        role=getattr(row, "role", "") or "stained",
+        control_for=getattr(row, "control_for", ""),
     )
 
 
@@ -152,6 +156,8 @@ def record_outcome(
     timepoint: str = "",
     tube: str = "",
     channel_map: Mapping[str, str] | None = None,
+    role: str = "stained",
+    control_for: str = "",
 ) -> FileOutcome:
     """The outcome of a gated file. Call it after the file's channel map has been taken for
     its control tube: recording a dimension resolves the panel's other markers in ``result``.
@@ -166,6 +172,8 @@ def record_outcome(
         patient=patient,
         timepoint=timepoint,
         tube=tube,
+        role=role,
+        control_for=control_for,
         status="ok",
         sha256=sample.sha256,
         n_events=sample.n_events,

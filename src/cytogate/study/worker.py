@@ -217,7 +217,7 @@ def _no_control(tubes: TubeSet, role: str, marker: str, row: DesignRow | None) -
         return f"{role} control {row.name} failed"
     if tubes.stained.tube == STAINED and not tubes.controls:
         return "no matched control tube"  # a two-tube draw without its control, as ever
-    which = f"fmo control without {marker}" if role == "fmo" else f"{role} control"
+    which = f"fmo control omitting {marker}" if role == "fmo" else f"{role} control"
     return f"no {which} for tube {tubes.stained.tube!r} in this draw"
 
 
@@ -296,6 +296,8 @@ def _gate_one(
             timepoint=row.timepoint,
             tube=row.tube,
             channel_map=channel_map,
+            role=row.role,
+            control_for=row.control_for,
         )
     except CytogateError as exc:
         record["error"] = str(exc)

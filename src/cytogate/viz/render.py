@@ -82,24 +82,44 @@ class PlotJobResult:
 def plot_jobs(
     outcomes: Sequence[FileOutcome], markers: Any, stained_tube: str, control_tube: str
 ) -> list[PlotJob]:
-    """Group the outcomes by patient and timepoint (in their order) with their marker rows."""
-    groups: dict[tuple[str, str], dict[str, FileOutcome]] = {}
+    """One job per stained tube of a draw (in the outcomes' order), with its control and its
+    marker rows: the control its markers were divided by (markers.csv ``control_file``), else
+    its first control; a two-tube run's tubes are ``stained_tube`` and ``control_tube``."""
+    groups: dict[tuple[str, str, str], dict[str, FileOutcome]] = {}
     for o in outcomes:
-        groups.setdefault((o.patient, o.timepoint), {})[o.tube] = o
+        if o.role == "stained" or o.tube == stained_tube:
+            groups.setdefault((o.patient, o.timepoint, o.tube), {}).setdefault("stained", o)
+    for o in outcomes:
+        if o.role != "stained" and o.tube != stained_tube:
+            target = o.control_for or stained_tube
+            key = (o.patient, o.timepoint, target)
+            tubes = groups.setdefault(key, {})
+            tubes.setdefault(o.name, o)
+            if o.tube == control_tube:
+                tubes.setdefault("control", o)
     rows: dict[str, list[dict[str, Any]]] = {}
+    used: dict[str, str] = {}
     if markers is not None and len(markers):
-        stained_rows = markers[markers["tube"] == stained_tube]
-        for r in stained_rows.to_dict("records"):
+        stained_names = {t["stained"].name for t in groups.values() if "stained" in t}
+        for r in markers[markers["file"].isin(stained_names)].to_dict("records"):
             rows.setdefault(r["file"], []).append(r)
+            if isinstance(r.get("control_file"), str) and r["control_file"]:
+                used.setdefault(r["file"], r["control_file"])
     jobs = []
-    for (patient, timepoint), tubes in groups.items():
-        stained = tubes.get(stained_tube)
+    for (patient, timepoint, _), tubes in groups.items():
+        stained = tubes.get("stained")
+        controls = [o for k, o in tubes.items() if k not in ("stained", "control")]
+        control = tubes.get("control")
+        if stained is not None and stained.name in used:
+            control = next((o for o in controls if o.name == used[stained.name]), control)
+        if control is None and controls:
+            control = controls[0]
         jobs.append(
             PlotJob(
                 patient=patient,
                 timepoint=timepoint,
                 stained=stained,
-                control=tubes.get(control_tube),
+                control=control,
                 marker_rows=tuple(rows.get(stained.name, ())) if stained else (),
             )
         )

@@ -330,9 +330,11 @@ def _gallery(
     """Patients -> timepoints -> cards (stained gates, control gates, markers)."""
     from cytogate.study.design import STAINED
 
+    tubes = list(dict.fromkeys(result.samples["tube"])) if len(result.samples) else []
+    multi = bool(set(tubes) - {STAINED, config.control_tube})
     by_key: dict[tuple[str, str], dict[str, PlotEntry]] = {}
     for e in entries:
-        slot = "markers" if e.kind == "markers" else e.tube
+        slot = e.tube if e.kind != "markers" else f"markers:{e.tube}" if multi else "markers"
         by_key.setdefault((e.patient, e.timepoint), {})[slot] = e
     failed = {r.file: r.error for r in result.failed.itertuples()} if len(result.samples) else {}
     order = {tp: i for i, tp in enumerate(config.timepoints)}
@@ -341,6 +343,13 @@ def _gallery(
         (config.control_tube, f"gates, {config.control_tube} tube"),
         ("markers", f"markers, stained vs {config.control_tube}"),
     ]
+    if multi:  # a multi-tube panel: each tube's gates, each stained tube's markers after it
+        stained = {o.tube for o in result.outcomes if o.role == STAINED}
+        slots = []
+        for tube in tubes:
+            slots.append((tube, f"gates, {tube} tube"))
+            if tube in stained:
+                slots.append((f"markers:{tube}", f"markers, {tube} vs its control"))
     gallery = []
     for patient in sorted({p for p, _ in by_key}):
         tps = sorted((tp for p, tp in by_key if p == patient), key=lambda t: order.get(t, 99))
