@@ -1,7 +1,7 @@
 """Multi-tube draws: each marker from the stained tube that carries it, against that tube's own
 control; partial panels are missing data with the right n per measure.
 
-The study is built from the bundled simulated run (sample_fcs/run42, SIMULATED data with ground
+The study is built from the two-tube simulated run (tests/conftest.py, SIMULATED data with ground
 truth): each draw's stained and isotype files are split by channel into a CXCR4 tube (scatter,
 CD45, 12G5, 1D9, CD114, CD49f) and a Ki67 tube (scatter, CD45, Ki67), each with its isotype,
 as a lab stains an intracellular marker in its own fixed tube. Events are written compensated
@@ -25,7 +25,16 @@ from cytogate.study.batch import run_batch
 from cytogate.study.design import RunConfig
 from tests.oracle import RECOVERY_TOLERANCE, oracle_measures
 
-RUN42 = Path(__file__).resolve().parents[1] / "sample_fcs" / "run42"
+RUN42: Path  # the two-tube SIMULATED study (tests/conftest.py two_tube_run42), set below
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _two_tube_run42(two_tube_run42: Path) -> None:
+    """This module's tests need the two-tube design; the bundled run42 is multi-tube."""
+    global RUN42
+    RUN42 = two_tube_run42
+
+
 PATIENTS = ("P02", "P03", "P04", "P05")
 TIMEPOINTS = ("baseline", "day3", "6h")
 SCATTER = ["FSC-A", "FSC-H", "SSC-A", "PerCP-Cy5-5-A", "Time"]  # with CD45
@@ -61,7 +70,7 @@ def _write(src: Path, dest: Path, keep: list[str] | None = None) -> None:
         pnn=[names[i] for i in idx],
         pns=[pns[i] for i in idx],
         pnr=[pnr[i] for i in idx],
-        keywords={"$COM": "SIMULATED data (cytogate test, split from sample_fcs/run42)"},
+        keywords={"$COM": "SIMULATED data (cytogate test, split from the two-tube run42)"},
     )
 
 

@@ -36,7 +36,16 @@ from cytogate.viz.plots import (
 
 from .conftest import make_sample
 
-RUN42 = Path(__file__).resolve().parents[1] / "sample_fcs" / "run42"
+RUN42: Path  # the two-tube SIMULATED study (tests/conftest.py two_tube_run42), set below
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _two_tube_run42(two_tube_run42: Path) -> None:
+    """This module's tests need the two-tube design; the bundled run42 is multi-tube."""
+    global RUN42
+    RUN42 = two_tube_run42
+
+
 # a typical patient, and the atypical one whose blasts straddle the fixed gates
 FILES = ("P02_baseline_stained.fcs", "P01_6h_stained.fcs", "P05_24h_isotype.fcs")
 _SUPERSCRIPTS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
@@ -469,7 +478,7 @@ def test_a_label_placed_away_from_its_gate_gets_a_leader_line_to_that_gate():
     import cytogate
     from cytogate.viz.plots import gate_figure
 
-    run42 = Path(__file__).resolve().parents[1] / "sample_fcs" / "run42"
+    run42 = RUN42
     # P01 2h: the monocytes merge with the blasts next to them, so their gate is empty (a point
     # at the panel's corner, where the label cannot sit): the label goes elsewhere, with a line
     result = cytogate.gate(cytogate.read_fcs(run42 / "P01_2h_stained.fcs"))
