@@ -397,6 +397,17 @@ def integer_files(draw: st.DrawFn) -> dict:
     }
 
 
+def test_64_bit_range_above_float_precision_masks_by_its_exact_value(scratch: Path) -> None:
+    """$PnR = 2**61 + 1 (as float: 2**61) needs the 2**62 mask, not 2**61 (found by hypothesis)."""
+    values = np.array([[16837368535893154894], [11190454901533422207]], dtype=np.uint64)
+    path = scratch / "int64.fcs"
+    path.write_bytes(
+        build_fcs(values=values, datatype="I", bits=[64], pnr=[2**61 + 1], pne=["0,0"], png=[1.0])
+    )
+    stored = [float(int(v) & (2**62 - 1)) for v in values[:, 0]]
+    assert read_fcs(path, scale=False).events[:, 0].tolist() == stored
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=integer_files())
 def test_integer_round_trip_bitmask_and_scaling(scratch: Path, spec: dict) -> None:

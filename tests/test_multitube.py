@@ -1,12 +1,13 @@
 """Multi-tube draws: each marker from the stained tube that carries it, against that tube's own
 control; partial panels are missing data with the right n per measure.
 
-The study is built from the two-tube simulated run (tests/conftest.py, SIMULATED data with ground
-truth): each draw's stained and isotype files are split by channel into a CXCR4 tube (scatter,
-CD45, 12G5, 1D9, CD114, CD49f) and a Ki67 tube (scatter, CD45, Ki67), each with its isotype,
-as a lab stains an intracellular marker in its own fixed tube. Events are written compensated
-(no spillover keyword) so that the same events, written as today's two-tube draws, are an exact
-reference. Partial panels: P04's CXCR4 tubes lack CD114 and CD49f; P05 has no Ki67 tubes.
+The study is built from a simulated two-tube study (``cytogate.sim.simulate_study``, SIMULATED
+data with ground truth, written once per module): each draw's stained and isotype files are
+split by channel into a CXCR4 tube (scatter, CD45, 12G5, 1D9, CD114, CD49f) and a Ki67 tube
+(scatter, CD45, Ki67), each with its isotype, as a lab stains an intracellular marker in its
+own fixed tube. Events are written compensated (no spillover keyword) so that the same events,
+written as today's two-tube draws, are an exact reference. Partial panels: P04's CXCR4 tubes
+lack CD114 and CD49f; P05 has no Ki67 tubes.
 """
 
 from __future__ import annotations
@@ -24,16 +25,6 @@ from cytogate.io.fcs_writer import write_fcs
 from cytogate.study.batch import run_batch
 from cytogate.study.design import RunConfig
 from tests.oracle import RECOVERY_TOLERANCE, oracle_measures
-
-RUN42: Path  # the two-tube SIMULATED study (tests/conftest.py two_tube_run42), set below
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _two_tube_run42(two_tube_run42: Path) -> None:
-    """This module's tests need the two-tube design; the bundled run42 is multi-tube."""
-    global RUN42
-    RUN42 = two_tube_run42
-
 
 PATIENTS = ("P02", "P03", "P04", "P05")
 TIMEPOINTS = ("baseline", "day3", "6h")
@@ -70,7 +61,7 @@ def _write(src: Path, dest: Path, keep: list[str] | None = None) -> None:
         pnn=[names[i] for i in idx],
         pns=[pns[i] for i in idx],
         pnr=[pnr[i] for i in idx],
-        keywords={"$COM": "SIMULATED data (cytogate test, split from the two-tube run42)"},
+        keywords={"$COM": "SIMULATED data (cytogate test, split from a simulated two-tube study)"},
     )
 
 
@@ -88,17 +79,18 @@ def _row(file, patient, tp, tube, role, control_for, wbc):
     }
 
 
-def build_studies(root: Path) -> tuple[Path, Path]:
-    """(multi-tube run, two-tube reference run) over the same compensated events."""
+def build_studies(root: Path, source: Path) -> tuple[Path, Path]:
+    """(multi-tube run, two-tube reference run) over the same compensated events of the
+    two-tube simulated study ``source``."""
     multi, ref = root / "multi", root / "ref"
     multi.mkdir()
     ref.mkdir()
-    base = pd.read_csv(RUN42 / "manifest.csv")
+    base = pd.read_csv(source / "manifest.csv")
     base = base[base["patient"].isin(PATIENTS) & base["timepoint"].isin(TIMEPOINTS)]
     rows = []
     for rec in base[base["tube"] == "stained"].itertuples():
         p, tp, wbc = rec.patient, rec.timepoint, rec.wbc_per_ul
-        stained, iso = RUN42 / rec.file, RUN42 / rec.file.replace("_stained", "_isotype")
+        stained, iso = source / rec.file, source / rec.file.replace("_stained", "_isotype")
         _write(stained, ref / stained.name)
         _write(iso, ref / iso.name)
         cxcr4 = NO_CD114_CD49F if p == "P04" else CXCR4
@@ -117,8 +109,19 @@ def build_studies(root: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def studies(tmp_path_factory):
-    multi, ref = build_studies(tmp_path_factory.mktemp("multitube"))
+def two_tube(tmp_path_factory) -> Path:
+    """The two-tube simulated study (stained + isotype per draw) the split study comes from."""
+    from cytogate.sim.config import StudyConfig
+    from cytogate.sim.study import simulate_study
+
+    run = tmp_path_factory.mktemp("two_tube") / "run"
+    simulate_study(run, StudyConfig(n_patients=len(PATIENTS) + 1, timepoints=TIMEPOINTS))
+    return run
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory, two_tube):
+    multi, ref = build_studies(tmp_path_factory.mktemp("multitube"), two_tube)
     cfg = RunConfig(timepoints=TIMEPOINTS)  # comparisons: day3, 6h vs baseline; 6h vs day3
     return multi, run_batch(multi, config=cfg, jobs=2), run_batch(ref, config=cfg, jobs=2)
 
@@ -171,8 +174,8 @@ def test_n_per_measure_is_the_patients_whose_panel_has_it(studies):
 
 
 @pytest.fixture(scope="module")
-def truth():
-    return oracle_measures(RUN42)
+def truth(two_tube):
+    return oracle_measures(two_tube)
 
 
 def test_planted_effects_are_recovered_per_patient_against_the_ground_truth(studies, truth):
@@ -499,3 +502,40 @@ def test_a_marker_configured_for_fmo_is_divided_by_the_fmo_that_omits_it(small, 
     assert (
         np.isnan(p03["rmfi"]) and "no fmo control omitting CD49f for tube 'CXCR4'" in p03["reason"]
     )
+
+
+def test_pinned_gates_come_from_the_baseline_draws_first_stained_tube(diva, tmp_path):
+    """With ``pin: baseline`` every tube of the patient (both stained tubes, their isotypes,
+    later draws) reuses the fit of the baseline's first stained tube (by name: CXCR4)."""
+    from cytogate.gating.engine import gate
+    from cytogate.gating.template import bundled_template_dir, parse_template
+
+    source, _ = diva
+    text = (bundled_template_dir() / "aml_blasts_cd45_ssc.yaml").read_text()
+    text = text.replace("name: aml_blasts_cd45_ssc\n", "name: pinned_blasts\n").replace(
+        "    description: CD45dim, SSC below the granulocytes",
+        "    pin: baseline\n    description: CD45dim, SSC below the granulocytes",
+    )
+    template = tmp_path / "pinned.yaml"
+    template.write_text(text)
+    manifest = pd.read_csv(source / "manifest.csv", keep_default_na=False)
+    with_ki67 = sorted(set(manifest.loc[manifest["tube"] == "Ki67", "patient"]))[0]
+    keep = manifest[
+        (manifest["patient"] == with_ki67) & manifest["timepoint"].isin(["baseline", "day3"])
+    ]
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in keep["file"]:
+        shutil.copy(source / name, run / name)
+    keep.to_csv(run / "manifest.csv", index=False)
+    result = run_batch(run, template=template, config=RunConfig(timepoints=TIMEPOINTS), jobs=1)
+    tmpl = parse_template(text, template)
+    files = keep.set_index(["timepoint", "tube"])["file"]
+    fitted = gate(read_fcs(run / files[("baseline", "CXCR4")]), tmpl).gate_of("blasts").geometry
+    own = gate(read_fcs(run / files[("baseline", "Ki67")]), tmpl).gate_of("blasts").geometry
+    assert own != fitted  # the baseline Ki67 tube (other events) would get another polygon
+    assert result.pinned[with_ki67]["blasts"] == fitted
+    assert len(result.outcomes) == 8
+    for outcome in result.outcomes:
+        (blasts,) = [g for g in outcome.gates if g.name == "blasts"]
+        assert blasts.geometry == fitted, outcome.name

@@ -216,6 +216,13 @@ def _with_detail(what: str, detail: str) -> str:
     return f"{what}: {detail}" if detail else what
 
 
+def _details(what: str, details: np.ndarray) -> np.ndarray:
+    """``_with_detail`` over an array of details (a reason per row)."""
+    text = details.astype(str)
+    with_detail = np.char.add(f"{what}: ", text).astype(object)
+    return np.where(text != "", with_detail, what).astype(object)
+
+
 # --------------------------------------------------------------------------- fold changes
 def fold_changes(
     values: pd.DataFrame, timepoints: Sequence[str], baseline: str = "baseline"
@@ -258,25 +265,27 @@ def fold_changes(
     vmiss = merged["missing"].to_numpy(dtype=object)
     bmiss = merged["baseline_missing"].fillna("").to_numpy(dtype=object)
 
-    reason = np.full(len(merged), "", dtype=object)
-    fc = np.full(len(merged), np.nan)
-    for i in range(len(merged)):
-        if not np.isfinite(v[i]):
-            reason[i] = _with_detail("value missing", vmiss[i])
-        elif not has_base[i]:
-            reason[i] = "no baseline"
-        elif not np.isfinite(b[i]):
-            reason[i] = _with_detail("baseline missing", bmiss[i])
-        elif b[i] == 0:
-            reason[i] = "baseline is 0"
-        elif b[i] < 0:
-            reason[i] = "baseline is negative"
-        else:
-            ratio = v[i] / b[i]
-            if np.isfinite(ratio):
-                fc[i] = ratio
-            else:  # overflow of a huge value over a tiny (e.g. subnormal) baseline
-                reason[i] = "fold change overflows"
+    # first cause first, as one vectorised choice over the rows
+    no_value = ~np.isfinite(v)
+    no_base = ~no_value & ~has_base
+    base_missing = ~no_value & has_base & ~np.isfinite(b)
+    usable = ~(no_value | no_base | base_missing)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ratio = np.where(usable & (b > 0), v / np.where(usable & (b > 0), b, 1.0), np.nan)
+    zero, negative = usable & (b == 0), usable & (b < 0)
+    overflow = usable & (b > 0) & ~np.isfinite(ratio)  # a huge value over a tiny baseline
+    fc = np.where(usable & (b > 0) & np.isfinite(ratio), ratio, np.nan)
+    detail = [
+        (no_value, _details("value missing", vmiss)),
+        (no_base, "no baseline"),
+        (base_missing, _details("baseline missing", bmiss)),
+        (zero, "baseline is 0"),
+        (negative, "baseline is negative"),
+        (overflow, "fold change overflows"),
+    ]
+    reason = np.select(
+        [mask for mask, _ in detail], [np.asarray(text, dtype=object) for _, text in detail], ""
+    ).astype(object)
 
     cols = {"patient": merged["patient"]}
     if has_cohort:

@@ -7,6 +7,7 @@ Vectorised: no Python loop over events.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -88,7 +89,7 @@ def decode_data(
     if tot == 0:  # no events: nothing to decode (the DATA offsets may be anything)
         events = np.empty((0, n_par), dtype=np.float64)
     elif datatype == "I":
-        limits = _bitmask_limits(table, widths, notes)
+        limits = _bitmask_limits(table, widths, notes, kw)
         events, over = _read_int(buf, start, tot, widths, order, limits)
         cleared = [
             f"{row.pnn} ($P{row.n}R={row.pnr:g}, {count} values)"
@@ -305,11 +306,14 @@ def _check_byte_aligned(
     )
 
 
-def _bitmask_limits(table: pd.DataFrame, widths: list[int], notes: list[str]) -> list[int]:
+def _bitmask_limits(
+    table: pd.DataFrame, widths: list[int], notes: list[str], kw: Mapping[str, str]
+) -> list[int]:
     """Per channel, the smallest power of two >= $PnR, or 0 when no mask applies.
 
     FCS 3.1 ($PnR): for integer data, bits at and above that power of two are ignored.
-    A missing/invalid $PnR leaves the channel unmasked (with a warning).
+    A missing/invalid $PnR leaves the channel unmasked (with a warning). An integer $PnR is
+    taken from its text, not its float: 64-bit channels may state ranges above 2**53.
     """
     limits: list[int] = []
     bad: list[str] = []
@@ -319,7 +323,9 @@ def _bitmask_limits(table: pd.DataFrame, widths: list[int], notes: list[str]) ->
             bad.append(f"$P{row.n}R")
             limits.append(0)
             continue
-        limit = 1 << (max(1, math.ceil(pnr)) - 1).bit_length()
+        text = str(kw.get(f"$P{row.n}R", "")).strip()
+        exact = int(text) if text.isdigit() else max(1, math.ceil(pnr))
+        limit = 1 << (max(1, exact) - 1).bit_length()
         limits.append(limit if limit < 2 ** (8 * width) else 0)
     if bad:
         notes.append(f"missing or invalid {', '.join(bad)}; no bitmask for those channels")

@@ -2,16 +2,20 @@
 
 A run folder holds FCS files and, usually, ``manifest.csv`` (columns ``file``, ``patient``,
 ``timepoint``, ``tube`` and optionally ``wbc_per_ul``, ``beads_per_ul`` (or ``beads_per_tube``
-and ``sample_ul``), ``cohort``). Without a
+and ``sample_ul``), ``cohort``; for a multi-tube panel ``role``, ``control_for``, ``fmo_marker``:
+docs/multitube.md). A draw (patient × timepoint) holds any number of stained tubes, each with
+its controls (:class:`SampleGroup`, :class:`TubeSet`). Without a
 manifest the design comes from FCS keywords or from file-name patterns named in the run config
 (``cytogate.yaml`` in the run folder, or ``--config``). The config also holds the timepoint
 order, the baseline, the comparisons, the MFI statistic, the test and the correction; with no
 config at all the defaults reproduce the mobilisation study (docs/architecture.md §5).
 
 Problems that make the design ambiguous (a manifest row naming a missing file, a duplicate
-row, an unknown timepoint or tube, a bad number) are collected — all of them, with line
-numbers — and raised together as one :class:`DesignError`. Problems that only cost a measure
-(a stained tube without its isotype, a file the manifest does not name) are warnings.
+row, an unknown timepoint, tube or role, a control for a tube that does not exist, two controls
+of one kind for one tube, an FMO without its marker, a bad number) are collected — all of
+them, with line numbers — and raised together as one :class:`DesignError`. Problems that only
+cost a measure (a stained tube without its isotype, a file the manifest does not name) are
+warnings.
 """
 
 from __future__ import annotations
