@@ -430,6 +430,12 @@ class _FitContext:
             self._samples[key] = index
         return column[self._samples[key]]
 
+    def to_scaled(self, dim: str, linear: np.ndarray) -> np.ndarray:
+        result = self._result
+        result.scaled_values(dim)  # resolves (and, for `auto`, fits) the file's scale
+        pnr = float(result.sample.channels["pnr"].iloc[result.resolve(dim).index])
+        return result.scales[dim].apply(linear, pnr)
+
     def mixture(self, key: tuple[Any, ...], fit: Any) -> Any:
         if key not in self._mixtures:
             try:

@@ -27,6 +27,11 @@ class FitContext(Protocol):
         statistic costs the same on a 10^6-event file as on a 10^5 one)."""
         ...
 
+    def to_scaled(self, dim: str, linear: np.ndarray) -> np.ndarray:
+        """Linear (compensated) values placed on ``dim``'s scale as used in this file — e.g.
+        where zero lies, which a rule about over-compensation needs."""
+        ...
+
     def mixture(self, key: tuple[Any, ...], fit: Any) -> Any:
         """The mixture fitted for ``key`` (memoised per file: sibling gates share one fit)."""
         ...

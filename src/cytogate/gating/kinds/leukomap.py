@@ -73,6 +73,34 @@ MAP_FIELDS = {
             f.positive,
         ),
         Field("min_valley", "blasts/monocytes: flag a valley shallower than this", 0.3, f.fraction),
+        Field(
+            "below_zero",
+            "a cluster with this share of its events below CD45 zero is over-compensated "
+            "(gated by SSC, flagged; above 1: off)",
+            0.85,
+            f.positive,
+        ),
+        Field(
+            "maturation_decades",
+            "a CD45-brighter blast-like cluster this many SSC decades above the blasts, joined "
+            "to the granulocytes more than to them, is myeloid maturation",
+            0.3,
+            f.positive,
+        ),
+        Field(
+            "split_d",
+            "no monocyte cluster: split a blast cluster that is two Gaussians (a CD45dim one, one "
+            "as bright as the lymphocytes at monocyte SSC; BIC) apart by this Ashman's D",
+            0.8,
+            f.non_negative,
+        ),
+        Field(
+            "blast_ssc_sd",
+            "blast region: ends this many of its cluster's SSC SDs above its peak where the "
+            "granulocytes are nearer than the monocytes (marrow myeloid maturation)",
+            3.5,
+            f.positive,
+        ),
     )
 }
 
@@ -115,8 +143,10 @@ def fit_leukomap(spec: MapGate, name: str, parent: str, points: np.ndarray, ctx:
 
     def build() -> Any:
         x, y = (ctx.values(base, dim) for dim in spec.dims)
+        # where CD45 = 0 lies on this file's scale: a cluster below it is over-compensated
+        zero = float(ctx.to_scaled(spec.dims[0], np.zeros(1))[0])
         try:
-            return fit_map(x, y, MapSpec.from_settings(dict(spec.settings)))
+            return fit_map(x, y, MapSpec.from_settings(dict(spec.settings)), zero)
         except ValueError as exc:
             raise FitError(f"leukocyte map on {base}: {exc}") from exc
 

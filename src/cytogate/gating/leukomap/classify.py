@@ -4,6 +4,11 @@ Positions are judged relative to the lymphocytes (the brightest-CD45, lowest-SSC
 units of the lymphocytes' own spread, so the rules do not depend on a detector's gain or on
 the scale's absolute numbers:
 
+* over-compensated: a cluster lying mostly below CD45 zero (``below_zero`` of its events) —
+  correctly compensated CD45-negative events scatter around zero, so only a spillover into
+  CD45's channel that was over-estimated puts a whole population below it (events bright in
+  the spilling marker, e.g. CD10-PE-bright B-ALL blasts with a PE -> PerCP coefficient set too
+  high). Their CD45 cannot be read; at blast SSC they are counted as blasts, flagged;
 * CD45-negative: far below the lymphocytes in CD45 (``negative_gap`` scaled units), or the
   lowest of two clusters that are both well below the bright band;
 * granulocytes: every cluster over ``gran_decades`` above the lymphocytes in SSC (SSC is
@@ -42,6 +47,7 @@ class Cluster:
     mass: float
     sd_x: float
     sd_y: float
+    below_zero: float = 0.0  # share of its events below CD45 = 0 (linear)
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,10 @@ class Rules:
     max_monocytes: float = 0.2  # no blasts and more monocytes than this: blasts hidden there?
     wide_monocytes: float = 1.6  # ... or monocytes' CD45 SD this many times the lymphocytes'
     many_negatives: float = 0.1  # no blasts and this share CD45-negative: say so
+    below_zero: float = 0.85  # a cluster with this share below CD45 zero: over-compensated
+    maturation_decades: float = 0.3  # a CD45dim cluster this far above the blasts: maturation?
+    split_d: float = 0.8  # no monocyte cluster: split blasts/monocytes at this Ashman's D
+    blast_ssc_sd: float = 3.5  # the blast region ends this many of its SDs above its SSC peak
 
 
 def classify(
@@ -76,9 +86,27 @@ def classify(
     out = {lymph.label: LYMPHOCYTES}
     sdx = max(lymph.sd_x, 1e-6)
     rest = [c for c in clusters if c.label != lymph.label]
+    gran_cut = lymph.y + rules.gran_decades * decade
+
+    over = [c for c in rest if c.below_zero >= rules.below_zero]
+    for c in over:
+        out[c.label] = GRANULOCYTES if c.y > gran_cut else BLASTS
+    if over:
+        share = sum(c.mass for c in over)
+        why = (
+            f"CD45 of {100 * share:.0f}% of events lies below zero (a cluster, not noise): the "
+            "spillover into CD45's channel looks over-estimated; those events are gated by "
+            "SSC (blasts if low) — check the compensation"
+        )
+        for pop in ("blasts", "leukocytes"):
+            qc.setdefault(pop, []).append(why)
+    rest = [c for c in rest if c.label not in out]
 
     low = [c for c in rest if lymph.x - c.x > rules.dim_sd * sdx]
     negative = [c for c in low if lymph.x - c.x >= rules.negative_gap]
+    # granulocytes are CD45-lower than the lymphocytes by nature: only clusters at blast SSC
+    # compete for "the lower of two CD45-low clusters"
+    low = [c for c in low if c.y <= gran_cut]
     if not negative and len(low) >= 2:
         lowest = min(low, key=lambda c: c.x)
         others = [c for c in low if c is not lowest]
@@ -91,7 +119,6 @@ def classify(
         out[c.label] = NEGATIVE
     rest = [c for c in rest if c.label not in out]
 
-    gran_cut = lymph.y + rules.gran_decades * decade
     high = [c for c in rest if c.y > gran_cut]
     for c in high:  # granulocytes, eosinophils and the high-SSC rest: above every other cluster
         out[c.label] = GRANULOCYTES

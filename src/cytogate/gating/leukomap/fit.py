@@ -28,6 +28,7 @@ from cytogate.gating.leukomap.classify import (
     classify,
 )
 from cytogate.gating.leukomap.density import Grid, basins, binned_density, merge_basins, saddles
+from cytogate.gating.leukomap.refine import cap_blasts, rename_maturation, split_monocytes
 
 TRUNCATED_SD = 0.619  # SD of a normal within its half-maximum ÷ its full SD
 
@@ -100,8 +101,11 @@ class LeukoMap:
         return bool(np.any(self.codes == code))
 
 
-def fit_map(x: np.ndarray, y: np.ndarray, spec: MapSpec = MapSpec()) -> LeukoMap:
-    """Fit the map to CD45 (``x``) and SSC (``y``) on their scaled axes."""
+def fit_map(
+    x: np.ndarray, y: np.ndarray, spec: MapSpec = MapSpec(), zero: float | None = None
+) -> LeukoMap:
+    """Fit the map to CD45 (``x``) and SSC (``y``) on their scaled axes. ``zero``: where
+    linear CD45 = 0 lies on ``x``'s scale (None: unknown; no over-compensation check)."""
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
     if x.size < 50:
@@ -123,29 +127,40 @@ def fit_map(x: np.ndarray, y: np.ndarray, spec: MapSpec = MapSpec()) -> LeukoMap
     labels = merge_basins(
         labels, grid.density, grid.counts, spec.merge, spec.min_mass, spec.smooth, spec.significance
     )
-    clusters = _clusters(grid, labels)
+    clusters = _clusters(grid, labels, zero)
     decade = 1.0 if log_y else 1.0 / spec.ssc_decades
     classes, qc = classify(clusters, spec.rules, decade)
+    matured = rename_maturation(clusters, classes, labels, grid, spec.rules, decade)
     codes = np.vectorize(classes.__getitem__, otypes=[np.int8])(labels)
+    codes, cap = cap_blasts(codes, grid, labels, clusters, classes, spec.rules)
+    split = split_monocytes(x, v, codes, grid, clusters, classes, qc, spec.rules, spec.seed, decade)
     codes = _tidy(codes, grid.counts)
     diag = {
         "ssc_working_scale": "log10" if log_y else "as stored",
         "n_fit": int(x.size),
+        "cd45_zero": None if zero is None else round(float(zero), 4),
         "clusters": [
             {
                 "population": NAMES[classes[c.label]],
                 "CD45": round(c.x, 4),
                 "SSC": round(float(10**c.y) if log_y else c.y, 4),
                 "share": round(c.mass, 4),
+                "below_zero": round(c.below_zero, 3),
             }
             for c in sorted(clusters, key=lambda c: -c.mass)
         ],
     }
+    if matured:
+        diag["myeloid_maturation"] = matured
+    if split:
+        diag["monocyte_split"] = split
+    if cap is not None:
+        diag["blast_ssc_cap"] = round(float(10**cap) if log_y else cap, 4)
     _separation(clusters, classes, labels, grid, diag, qc, spec.rules)
     return LeukoMap(grid, log_y, y_floor, codes, qc, diag)
 
 
-def _clusters(grid: Grid, labels: np.ndarray) -> list[Cluster]:
+def _clusters(grid: Grid, labels: np.ndarray, zero: float | None = None) -> list[Cluster]:
     xc, yc = grid.centres()
     gx, gy = np.meshgrid(xc, yc, indexing="ij")
     total = max(float(grid.counts.sum()), 1.0)
@@ -161,8 +176,12 @@ def _clusters(grid: Grid, labels: np.ndarray) -> list[Cluster]:
         my = float(np.average(gy[core], weights=w))
         sx = float(np.sqrt(np.average((gx[core] - mx) ** 2, weights=w))) / TRUNCATED_SD
         sy = float(np.sqrt(np.average((gy[core] - my) ** 2, weights=w))) / TRUNCATED_SD
-        mass = float(grid.counts[labels == lab].sum()) / total
-        out.append(Cluster(int(lab), float(xc[pi]), float(yc[pj]), mass, sx, sy))
+        members = grid.counts[labels == lab]
+        mass = float(members.sum()) / total
+        below = 0.0
+        if zero is not None and members.sum() > 0:
+            below = float(grid.counts[(labels == lab) & (gx < zero)].sum() / members.sum())
+        out.append(Cluster(int(lab), float(xc[pi]), float(yc[pj]), mass, sx, sy, below))
     return out
 
 
