@@ -493,7 +493,7 @@ def run_child(mode: str, scratch: Path, **options: Any) -> dict[str, Any]:
     return json.loads(report.read_text())
 
 
-def thousand_section(args: argparse.Namespace, workdir: Path, scratch: Path) -> None:
+def thousand_section(args: argparse.Namespace, workdir: Path, scratch: Path) -> dict[str, Any]:
     patients = max(1, -(-args.thousand // 12))
     run = workdir / f"run_{patients}x12_{args.thousand_events}"
     info = run_child("simulate", scratch, run=run, patients=patients, events=args.thousand_events)
@@ -507,9 +507,19 @@ def thousand_section(args: argparse.Namespace, workdir: Path, scratch: Path) -> 
         f"--jobs 2: {m.wall:.1f} s ({info['files'] / m.wall:.1f} files/s), CPU {m.cpu:.1f} s; "
         f"peak RSS {rss}; load average {load:.2f} before, {os.getloadavg()[0]:.2f} after"
     )
+    return {
+        "files": info["files"],
+        "events": args.thousand_events,
+        "wall_s": m.wall,
+        "cpu_s": m.cpu,
+        "rss_cli_mb": m.rss_self_mb,
+        "rss_worker_mb": m.rss_workers_mb,
+        "rss_tree_mb": m.rss_tree_mb,
+        "load": [load, os.getloadavg()[0]],
+    }
 
 
-def dask_section(run: Path, scratch: Path) -> None:
+def dask_section(run: Path, scratch: Path) -> dict[str, Any]:
     f = run_child("dask", scratch, run=run, out=scratch / "dask_out")
     print(
         f"\nDask LocalCluster (2 worker processes, 1 thread each) vs run_batch(jobs=2), same run, "
@@ -519,6 +529,7 @@ def dask_section(run: Path, scratch: Path) -> None:
         f"{'byte-identical' if f['identical_tables'] else 'DIFFERENT'}; failed files "
         f"{f['dask_failed']}; load average {f['load_start']:.2f} -> {f['load_end']:.2f}"
     )
+    return f
 
 
 # --------------------------------------------------------------------------- reporting
@@ -619,6 +630,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sections", default="main,thousand,dask", help="which of main,thousand,dask to run"
     )
+    parser.add_argument(
+        "--summary", type=Path, default=None, help="also write the figures as JSON (bench_all)"
+    )
     parser.add_argument("--jobs", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--cache-events", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -651,6 +665,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{os.getloadavg()[0]:.2f}; template {info['template']}; median of "
                 f"{args.repeats} runs\n"
             )
+            summary: dict[str, Any] = {"files": n_files, "events": args.events}
             sections = set(args.sections.split(","))
             if args.no_dask:
                 sections.discard("dask")
@@ -671,6 +686,10 @@ def main(argv: list[str] | None = None) -> int:
                 small_runs = [measure(CONFIGS[0], small, scratch, strategies, args.plots)]
 
                 print_table(results, n_files, args.events)
+                summary["wall_s"] = {
+                    k: statistics.median(m.wall for m in v) for k, v in results.items()
+                }
+                summary["load"] = os.getloadavg()
                 print_notes(results, info["bridge_s"], info["gate_s"])
                 plotted = results[CONFIGS[0].label][-1].report.get("plots")
                 print(f"cytogate batch plots/report.html: {'drawn' if plotted else 'not drawn'}")
@@ -695,9 +714,11 @@ def main(argv: list[str] | None = None) -> int:
                 if floors:
                     print(f"WARNING: peak RSS is only the inherited floor for: {', '.join(floors)}")
             if "thousand" in sections and args.thousand > 0:
-                thousand_section(args, workdir, scratch)
+                summary["thousand"] = thousand_section(args, workdir, scratch)
             if "dask" in sections:
-                dask_section(run, scratch)
+                summary["dask"] = dask_section(run, scratch)
+            if args.summary is not None:
+                args.summary.write_text(json.dumps(summary, indent=1))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return 0 if same else 1
@@ -720,6 +741,11 @@ def print_notes(results: dict[str, list[Measured]], bridge_s: float, gate_s: flo
         "FK/x: FlowKit sequential wall / this wall (> 1: faster than FlowKit), FK/x CPU the same "
         "for CPU s;\n      FlowKit with cache_events / cytogate --jobs 1: "
         f"{med(CONFIGS[3].label) / med(CONFIGS[0].label):.2f}"
+    )
+    print(
+        "--jobs scaling: --jobs 1 / --jobs 2 = "
+        f"{med(CONFIGS[0].label) / med(CONFIGS[1].label):.2f}x (goal >= 1.8x); with 1 BLAS thread "
+        f"{med(CONFIGS[4].label) / med(CONFIGS[5].label):.2f}x"
     )
     print(
         "CPU s: user + system of the subprocess tree (FlowKit: its loop); others: cores busy with "

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import re
 import statistics
@@ -90,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--profile", action="store_true", help="also cProfile one cytogate read + gate"
+    )
+    parser.add_argument(
+        "--summary", type=Path, default=None, help="also write the figures as JSON (bench_all)"
     )
     args = parser.parse_args(argv)
 
@@ -193,6 +197,23 @@ def main(argv: list[str] | None = None) -> int:
             f"FlowKit {int(fk_masks['blasts'].sum()):,} -> {'agree' if same else 'DISAGREE'}"
         )
 
+        if args.summary is not None:
+            args.summary.write_text(
+                json.dumps(
+                    {
+                        "events": n_events,
+                        "seconds": med,
+                        "fk_over_cg_adaptive": med["fk_total"] / med["cg_adaptive_total"],
+                        "fk_over_cg_fixed": med["fk_total"] / med["cg_total"],
+                        "cg_fixed_over_floor": med["cg_total"] / med["floor"],
+                        "cg_adaptive_over_floor": med["cg_adaptive_total"] / med["floor"],
+                        "identical_masks": same,
+                        "load_before": load_before,
+                        "load_after": load_after,
+                    },
+                    indent=1,
+                )
+            )
         if args.profile:
             profile(path, template)
     return 0 if same else 1

@@ -45,6 +45,7 @@ def main() -> int:
     parser.add_argument("--run", type=Path, default=ROOT / "sample_fcs" / "run42")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--summary", type=Path, default=None, help="also write JSON (bench_all)")
     args = parser.parse_args()
     times: dict[bool, list[float]] = {False: [], True: []}
     with tempfile.TemporaryDirectory(prefix="bench_plots_") as tmp:
@@ -81,6 +82,19 @@ def main() -> int:
         f"on {os.cpu_count()} CPUs"
     )
     print(f"  tables identical with and without plots: {same}")
+    if args.summary is not None:
+        args.summary.write_text(
+            json.dumps(
+                {
+                    "files": len(plots_run["inputs"]),
+                    "without_s": without,
+                    "with_s": with_plots,
+                    "ratio": with_plots / without,
+                    "identical_tables": same,
+                    "load": os.getloadavg(),
+                }
+            )
+        )
     return 0 if same else 1
 
 

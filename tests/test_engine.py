@@ -205,3 +205,87 @@ def test_polygon_bounding_box_prefilter_keeps_flowutils_membership():
     assert np.array_equal(Polygon(("X", "Y"), verts).contains(points), expected)
     assert np.array_equal(Polygon(("X", "Y"), verts).contains(np.asfortranarray(points)), expected)
     assert 0 < expected.sum() < 0.3 * len(points)  # the prefilter path was taken
+
+
+def test_a_fit_sees_a_bounded_even_subsample_and_its_gate_applies_to_every_event(monkeypatch):
+    """A data-driven gate on a large parent is fitted on FIT_EVENTS evenly spaced events (run to
+    run the same), recorded in its diagnostics; the fitted cut is applied to all events."""
+    import cytogate.gating.engine as engine
+
+    rng = np.random.default_rng(11)
+    n = 60_000
+    low = rng.normal(0.25, 0.04, n // 2)  # ground truth: two populations, valley near 0.5
+    high = rng.normal(0.75, 0.04, n - n // 2)
+    x = rng.permutation(np.concatenate([low, high]))
+    sample = make_sample(np.column_stack([x, rng.uniform(0, 1, n)]), ["X", "Y"])
+    template = parse_template(
+        """
+name: fitted
+panel: {X: '^X$', Y: '^Y$'}
+compensation: none
+scales: {X: {kind: linear, top: 1}, Y: {kind: linear, top: 1}}
+gates:
+  - {name: hi, kind: threshold, dims: [X], method: valley, keep: above, search: [0.05, 0.95]}
+""",
+        Path("fitted.yaml"),
+    )
+    full = gate(sample, template)
+    monkeypatch.setattr(engine, "FIT_EVENTS", 3_000)
+    bounded = gate(sample, template)
+    again = gate(sample, template)
+    applied = bounded.gate_of("hi")
+    assert applied.diagnostics["fit_events"] == f"3000 of {n} (evenly spaced)"
+    assert "fit_events" not in full.gate_of("hi").diagnostics
+    cut = applied.geometry.min[0]
+    assert 0.4 < cut < 0.6  # the valley between the populations, from 3,000 events
+    assert again.gate_of("hi").geometry == applied.geometry  # deterministic
+    np.testing.assert_array_equal(bounded.mask("hi"), x >= cut)  # every event, not the 3,000
+    assert abs(bounded.count("hi") - n // 2) < 0.01 * n
+    assert engine.evenly_spaced(10, 20) is None
+    np.testing.assert_array_equal(engine.evenly_spaced(10, 4), [0, 2, 5, 7])
+
+
+def test_polygons_on_large_parents_match_the_crossing_test_event_for_event():
+    """Large parents take the grid paths (every event's cell on one grid per pair of
+    dimensions, or the parent's own points' grid when the parent is a small share): each must
+    give flowutils' crossing-test membership within the parent, event for event."""
+    from flowutils.gating import points_in_polygon
+
+    rng = np.random.default_rng(5)
+    n = 80_000
+    xy = np.column_stack([rng.normal(0.5, 0.2, n), rng.normal(0.5, 0.2, n)])
+    xy[:50] = [[0.3, 0.3]] * 50  # events exactly on a vertex of both polygons
+    sample = make_sample(xy, ["X", "Y"])
+    star = [
+        (float(0.5 + r * np.cos(a)), float(0.5 + r * np.sin(a)))
+        for a, r in zip(
+            np.linspace(0, 2 * np.pi, 60, endpoint=False), rng.uniform(0.15, 0.35, 60), strict=True
+        )
+    ]
+    star[0] = (0.3, 0.3)
+    template = parse_template(
+        f"""
+name: polys
+panel: {{X: '^X$', Y: '^Y$'}}
+compensation: none
+scales: {{X: {{kind: linear, top: 1}}, Y: {{kind: linear, top: 1}}}}
+gates:
+  - {{name: big, kind: rectangle, dims: [X, Y], min: [0.1, null], max: [null, null]}}
+  - {{name: star, parent: big, kind: polygon, dims: [X, Y], vertices: {[list(v) for v in star]}}}
+  - {{name: corner, kind: rectangle, dims: [X, Y], min: [0.6, 0.6], max: [null, null]}}
+  - name: tri
+    parent: corner
+    kind: polygon
+    dims: [X, Y]
+    vertices: [[0.3, 0.3], [1.2, 0.6], [0.6, 1.2]]
+""",
+        Path("polys.yaml"),
+    )
+    result = gate(sample, template)
+    for name, parent in (("star", "big"), ("tri", "corner")):
+        verts = np.array(result.gate_of(name).geometry.vertices)
+        expected = np.asarray(points_in_polygon(verts, np.ascontiguousarray(xy)), dtype=bool)
+        expected &= result.mask(parent)
+        assert 1_000 < expected.sum() < result.count(parent)  # both answers occur
+        np.testing.assert_array_equal(result.mask(name), expected)
+    assert 4 * result.count("big") >= n > 4 * result.count("corner")  # both paths were taken

@@ -57,6 +57,10 @@ def boom(x: int) -> int:
 
 
 def thread_limits(_x: int) -> tuple[str | None, list[int]]:
+    # libraries loaded only now, after the worker set its limits (scipy's and scikit-learn's
+    # own OpenBLAS / OpenMP), must start with one thread as well
+    import scipy.linalg  # noqa: F401
+    import sklearn.mixture  # noqa: F401
     from threadpoolctl import threadpool_info
 
     return os.environ.get("OPENBLAS_NUM_THREADS"), [p["num_threads"] for p in threadpool_info()]
@@ -113,6 +117,27 @@ def test_workers_hold_native_thread_pools_to_one_thread():
     assert env == "1" and threads and all(n == 1 for n in threads)
 
 
+def test_warm_imports_run_in_the_parent_while_workers_work(tmp_path):
+    """``warm`` modules are imported in the parent (in a thread) during the jobs, never forked
+    into a worker half-imported; a worker replaced meanwhile still runs its job."""
+    sys.modules.pop("colorsys", None)
+    items = [(x, str(tmp_path)) for x in range(6)]
+    assert run_jobs(kill_once, items, 2, warm=("colorsys",)) == list(range(6))
+    deadline = time.monotonic() + 10
+    while "colorsys" not in sys.modules and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "colorsys" in sys.modules
+    sys.modules.pop("colorsys", None)
+    assert run_jobs(double, [1, 2], 1, warm=("colorsys",)) == [2, 4]  # in-process path too
+    from cytogate.study.executors import import_in_background
+
+    thread = import_in_background(["colorsys", "no_such_module_here"])  # a failure is silent
+    assert thread is not None
+    thread.join(10)
+    assert "colorsys" in sys.modules and "no_such_module_here" not in sys.modules
+    assert import_in_background(["colorsys"]) is None  # already there: no thread
+
+
 def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path):
     script = textwrap.dedent(
         f"""
@@ -151,3 +176,35 @@ def _alive(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_the_cli_starts_blas_with_one_thread_and_keeps_a_users_setting(monkeypatch):
+    """``cytogate`` sets the one-thread variables before numpy loads, so numpy's (and every
+    later) BLAS pool starts with one thread in the CLI process and its forked workers."""
+    script = textwrap.dedent(
+        """
+        import os, sys
+        sys.argv = ["cytogate", "--help"]
+        from cytogate.cli import main
+        try:
+            main()
+        except SystemExit:
+            pass
+        import numpy  # noqa: F401
+        from threadpoolctl import threadpool_info
+        most = max(p["num_threads"] for p in threadpool_info())
+        print("THREADS", most, os.environ["OMP_NUM_THREADS"])
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert "THREADS 1 1" in out
+    env["OMP_NUM_THREADS"] = "3"  # a user's own setting is kept
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip().endswith(" 3")

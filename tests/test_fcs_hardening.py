@@ -193,6 +193,17 @@ def test_nonfinite_values_are_counted_per_channel_and_excluded_from_gating():
     assert result.count("all_y") == 7  # Y itself is finite: the events go for X and Z
 
 
+def test_huge_finite_values_whose_sum_overflows_are_still_finite():
+    """The one-pass check sums the values; a sum that overflows to inf must fall back to
+    counting, not report finite values as NaN/inf (and a real inf among them is still found)."""
+    values = np.full((6, 2), 1.5e308)
+    sample = read_fcs_bytes(build_fcs(values, datatype="D", pnn=["A", "B"]), "huge.fcs")
+    assert dict(sample.nonfinite) == {}
+    values[3, 1] = -np.inf
+    sample = read_fcs_bytes(build_fcs(values, datatype="D", pnn=["A", "B"]), "huge_inf.fcs")
+    assert dict(sample.nonfinite) == {"B": 1}
+
+
 def test_finite_file_reports_nothing():
     sample = read_fcs(
         Path(__file__).parent / "data/fcs_corpus/Fortessa/"

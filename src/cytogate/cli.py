@@ -797,6 +797,12 @@ def _template(template: str, group: str | None) -> Any:
 
 
 def main() -> None:
+    # One BLAS/OpenMP thread per process, set before numpy loads (the CLI imports it lazily):
+    # threadpoolctl in each worker does not stop every spinning pool, and on a 24-file run
+    # `--jobs 2` took 17.6 s without these and 5.6 s with them (benchmarks/bench_batch.py).
+    from cytogate.study.executors import hold_native_threads_from_the_start
+
+    hold_native_threads_from_the_start()
     cli(prog_name="cytogate")
 
 

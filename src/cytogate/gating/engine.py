@@ -19,7 +19,15 @@ import numpy as np
 from cytogate.errors import GatingError, PanelError
 from cytogate.gating.external import ExternalTemplate
 from cytogate.gating.fitting.base import FitError, empty_gate, sample_indices
-from cytogate.gating.gates import Boolean, Geometry, Quadrant
+from cytogate.gating.gates import (
+    GRID_MIN_POINTS,
+    Boolean,
+    Geometry,
+    PointGrid,
+    Polygon,
+    Quadrant,
+    Rectangle,
+)
 from cytogate.gating.kinds import KINDS, kind_of
 from cytogate.gating.loader import load_template
 from cytogate.gating.model import ROOT, GateSpec, Template
@@ -34,6 +42,19 @@ if TYPE_CHECKING:  # pragma: no cover
     from cytogate.io.fcs import Sample
 
 GateStatus = Literal["applied", "skipped"]
+
+#: A data-driven gate is fitted on at most this many of its parent's events: an evenly spaced,
+#: deterministic selection in acquisition order (the same on every run and worker), so a fit
+#: costs the same on a 10^7-event file as on a 2 x 10^5 one; the fitted geometry is then
+#: applied to every event. Recorded per gate in ``AppliedGate.diagnostics["fit_events"]``.
+FIT_EVENTS = 200_000
+
+
+def evenly_spaced(m: int, n: int) -> np.ndarray | None:
+    """Indices of ``n`` of ``m`` rows spread evenly over them (None: ``m <= n``, take all)."""
+    if m <= n:
+        return None
+    return (np.arange(n, dtype=np.int64) * m) // n
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -287,7 +308,7 @@ def gate(
         reference=reference,
         dependencies={g.name: g.qc_sources() for g in tmpl.gates},
     )
-    points_of = _ParentPoints(result.scaled)
+    points_of = _ParentPoints(result.scaled, result.excluded_nonfinite == 0)
     context = _FitContext(result)
     for spec in tmpl.gates:
         result.gates.append(_apply(result, spec, points_of, context, pinned))
@@ -365,15 +386,19 @@ def _fit(
     qc = []
     if spec.pin and pinned is not None:
         qc.append(f"pin: {spec.pin} requested but no {spec.pin} fit is available; fitted here")
-    _, points = points_of.get(spec.parent, parent_mask, geometry.dims)
+    points, total = points_of.bounded(spec.parent, parent_mask, geometry.dims, FIT_EVENTS)
+    bounded = {}
+    if points.shape[0] < total:
+        bounded = {"fit_events": f"{points.shape[0]} of {total} (evenly spaced)"}
     fitter = kind_of(geometry).fit
     assert fitter is not None
     try:
         fitted = fitter(geometry, spec.name, spec.parent, points, context)
     except FitError as exc:  # no fallback in the template: an empty, flagged gate
         qc.append(f"{exc}; gate left empty")
-        return empty_gate(geometry.dims), {"method": geometry.kind, "fallback": True}, qc
-    return fitted.geometry, fitted.diagnostics, [*qc, *fitted.qc]
+        diagnostics = {"method": geometry.kind, "fallback": True, **bounded}
+        return empty_gate(geometry.dims), diagnostics, qc
+    return fitted.geometry, {**fitted.diagnostics, **bounded}, [*qc, *fitted.qc]
 
 
 def _qc_rules(
@@ -408,15 +433,28 @@ class _FitContext:
         self._mixtures: dict[tuple[Any, ...], Any] = {}
         self._selections: dict[str, tuple[tuple[Any, ...], tuple[int, ...]]] = {}
         self._samples: dict[tuple[str, int, int], np.ndarray] = {}
+        self._bounded: dict[str, np.ndarray] = {}
         self.geometries: dict[str, Geometry] = {}
 
     def values(self, population: str, dim: str, limit: tuple[int, int] | None = None) -> np.ndarray:
+        """See :class:`~cytogate.gating.fitting.base.FitContext`; without ``limit``, at most
+        :data:`FIT_EVENTS` of the population's events (evenly spaced), as a fit gets."""
         try:
             column = self._result.scaled_values(dim)
         except PanelError as exc:
             raise FitError(str(exc)) from exc
         if limit is None:
-            return column if population == ROOT else column[self._result.mask(population)]
+            if population not in self._bounded:
+                members = (
+                    np.arange(column.shape[0])
+                    if population == ROOT
+                    else np.flatnonzero(self._result.mask(population))
+                )
+                pick = evenly_spaced(members.size, FIT_EVENTS)
+                self._bounded[population] = members if pick is None else members[pick]
+            if population == ROOT and self._bounded[population].size == column.shape[0]:
+                return column
+            return column[self._bounded[population]]
         key = (population, *limit)
         if key not in self._samples:  # one seeded subsample per population and limit
             if population == ROOT:
@@ -487,9 +525,29 @@ class _ParentPoints:
     CD45/SSC gates on the leukocytes), so the gather is done once, not once per gate.
     """
 
-    def __init__(self, scaled: dict[str, np.ndarray]) -> None:
+    def __init__(self, scaled: dict[str, np.ndarray], all_finite: bool) -> None:
         self._scaled = scaled
         self._cache: dict[tuple[str, tuple[str, ...]], tuple[np.ndarray, np.ndarray]] = {}
+        self._grids: dict[tuple[str, tuple[str, ...]], PointGrid | None] = {}
+        self._all_finite = all_finite  # no event excluded for NaN/inf: columns have finite extents
+        self._full_grids: dict[tuple[str, ...], PointGrid | None] = {}
+        self._counts: dict[str, int] = {}
+
+    def full_grid(self, parent: str, parent_mask: np.ndarray, dims: tuple[str, ...]):
+        """Every event's cell for ``dims`` (one grid per pair of dimensions, shared by all the
+        parents gated on them), when the parent holds a large share of the events; else None
+        (the parent's points are gathered instead)."""
+        n = parent_mask.shape[0]
+        if not self._all_finite or len(dims) != 2 or n < GRID_MIN_POINTS:
+            return None
+        if parent not in self._counts:
+            self._counts[parent] = int(np.count_nonzero(parent_mask))
+        if 4 * self._counts[parent] < n:
+            return None
+        if dims not in self._full_grids:
+            x, y = (self._scaled[d] for d in dims)
+            self._full_grids[dims] = PointGrid.of_columns(x, y)
+        return self._full_grids[dims]
 
     def get(
         self, parent: str, parent_mask: np.ndarray, dims: tuple[str, ...]
@@ -503,6 +561,46 @@ class _ParentPoints:
                 np.take(self._scaled[d], index, out=points[:, j])
             self._cache[key] = (index, points)
         return self._cache[key]
+
+    def column(self, dim: str) -> np.ndarray:
+        return self._scaled[dim]
+
+    def has(self, parent: str, dims: tuple[str, ...]) -> bool:
+        return (parent, dims) in self._cache
+
+    def bounded(
+        self, parent: str, parent_mask: np.ndarray, dims: tuple[str, ...], limit: int
+    ) -> tuple[np.ndarray, int]:
+        """(at most ``limit`` of the parent's points, evenly spaced; how many it has), gathering
+        only those unless every point is already at hand."""
+        key = (parent, dims)
+        if key in self._cache:
+            index, points = self._cache[key]
+            pick = evenly_spaced(index.size, limit)
+            if pick is None:
+                return points, index.size
+            chosen = np.empty((pick.size, len(dims)), order="F")
+            for j in range(len(dims)):
+                np.take(points[:, j], pick, out=chosen[:, j])
+            return chosen, index.size
+        index = np.flatnonzero(parent_mask)
+        pick = evenly_spaced(index.size, limit)
+        if pick is None:
+            return self.get(parent, parent_mask, dims)[1], index.size
+        chosen = np.empty((pick.size, len(dims)), order="F")
+        for j, d in enumerate(dims):
+            np.take(self._scaled[d], index[pick], out=chosen[:, j])
+        return chosen, index.size
+
+    def grid(self, parent: str, dims: tuple[str, ...]) -> PointGrid | None:
+        """The parent's points on a grid (after :meth:`get`), shared by its polygon gates;
+        None for too few points to pay for one."""
+        key = (parent, dims)
+        if key not in self._grids:
+            points = self._cache[key][1]
+            big = points.shape[0] >= GRID_MIN_POINTS and len(dims) == 2
+            self._grids[key] = PointGrid.of(points) if big else None
+        return self._grids[key]
 
 
 def _evaluate(
@@ -520,9 +618,29 @@ def _evaluate(
     if isinstance(geometry, Boolean):
         combined = geometry.combine([masks[name] for name in geometry.operands])
         return {name: combined & parent_mask}
+    if isinstance(geometry, Polygon):
+        grid = points_of.full_grid(parent, parent_mask, geometry.dims)
+        if grid is not None:  # every event by its cell, within the parent: no gather
+            from flowutils.gating import points_in_polygon
+
+            x, y = (points_of.column(d) for d in geometry.dims)
+            verts = np.asarray(geometry.vertices, dtype=np.float64)
+            return {name: grid.polygon_membership(verts, x, y, points_in_polygon, parent_mask)}
+    if isinstance(geometry, Rectangle) and not points_of.has(parent, geometry.dims):
+        # a few comparisons over every event cost less than gathering the parent's points
+        full = parent_mask.copy()
+        for d, lo, hi in zip(geometry.dims, geometry.min, geometry.max, strict=True):
+            column = points_of.column(d)
+            if lo is not None:
+                full &= column >= lo
+            if hi is not None:
+                full &= column < hi
+        return {name: full}
     index, points = points_of.get(parent, parent_mask, geometry.dims)
     if isinstance(geometry, Quadrant):
         named = geometry.assign(points)
+    elif isinstance(geometry, Polygon):
+        named = {name: geometry.contains(points, points_of.grid(parent, geometry.dims))}
     else:
         named = {name: geometry.contains(points)}
     out = {}

@@ -59,23 +59,32 @@ class Polygon:
 
     kind = "polygon"
 
-    def contains(self, points: np.ndarray) -> np.ndarray:
+    def contains(self, points: np.ndarray, grid: PointGrid | None = None) -> np.ndarray:
+        """Membership of each point; ``grid`` (the same points quantised, shared by sibling
+        gates) lets most points be answered by their grid cell (see :class:`PointGrid`)."""
         from flowutils.gating import points_in_polygon  # C crossing-number test
 
         if points.shape[0] == 0:
             return np.zeros(0, dtype=bool)
         verts = np.asarray(self.vertices, dtype=np.float64)
+        if grid is not None and grid.n_points == points.shape[0]:
+            return grid.polygon_membership(verts, points[:, 0], points[:, 1], points_in_polygon)
         # Only points within the vertices' bounding box can be inside (a ray from a point
         # outside it crosses the boundary an even number of times).
         lo, hi = verts.min(axis=0), verts.max(axis=0)
         x, y = points[:, 0], points[:, 1]
         near = np.flatnonzero((x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]))
         inside = np.zeros(points.shape[0], dtype=bool)
-        if near.size < _GRID_MIN_POINTS or len(verts) < _GRID_MIN_VERTICES or not np.all(hi > lo):
+        if near.size < GRID_MIN_POINTS or not np.all(hi > lo):
             if near.size:
                 inside[near] = points_in_polygon(verts, np.ascontiguousarray(points[near]))
             return inside
-        inside[near] = _grid_membership(verts, lo, hi, x[near], y[near], points_in_polygon)
+        kept_x, kept_y = x[near], y[near]
+        sub = PointGrid.of_columns(kept_x, kept_y)
+        if sub is None:  # pragma: no cover - finite vertices bound the points kept
+            inside[near] = points_in_polygon(verts, np.ascontiguousarray(points[near]))
+        else:
+            inside[near] = sub.polygon_membership(verts, kept_x, kept_y, points_in_polygon)
         return inside
 
     def outline(self) -> np.ndarray:
@@ -165,47 +174,123 @@ class Boolean:
 Geometry = Rectangle | Polygon | Ellipse | Quadrant | Boolean
 
 
-_GRID = 256  # cells per side of the pre-classification grid
-_GRID_MIN_POINTS = 20_000  # below this the crossing test alone is cheaper
-_GRID_MIN_VERTICES = 16  # a crossing test over few edges is cheaper than the grid
+GRID_MIN_POINTS = 20_000  # below this the crossing test alone is cheaper than a grid
 
 
-def _grid_membership(verts, lo, hi, x, y, points_in_polygon) -> np.ndarray:
-    """The crossing test's exact answer, asked only where the boundary passes.
+class PointGrid:
+    """2-D points quantised onto a ``SIZE`` x ``SIZE`` grid over their extent, built once per
+    (parent, dimensions) and shared by every polygon evaluated on those points.
 
-    The bounding box is cut into a grid; cells within one cell of the boundary (edges sampled
-    every half cell, then dilated by one cell, so no crossed cell is missed) are "boundary".
-    Every other cell lies wholly inside or outside, so its centre's answer is its points'
-    answer. Points in boundary cells get the crossing test itself: the same memberships as
-    testing every point, at a cost that scales with the boundary's share of the events.
+    A polygon is rasterised onto the grid (:meth:`polygon_membership`): cells the boundary
+    passes through, dilated by one cell, are "boundary"; every other cell lies wholly inside or
+    outside, so a point there is answered by one lookup of its cell. Only points in boundary
+    cells get the crossing test itself: the same memberships as testing every point, at a cost
+    that scales with the boundary's share of the events, not with vertices times events.
     """
-    cell = (hi - lo) / _GRID
-    ix = np.clip(((x - lo[0]) / cell[0]).astype(np.int64), 0, _GRID - 1)
-    iy = np.clip(((y - lo[1]) / cell[1]).astype(np.int64), 0, _GRID - 1)
-    start, end = verts, np.roll(verts, -1, axis=0)
-    steps = np.maximum(np.ceil(np.max(np.abs(end - start) / (cell / 2), axis=1)), 1).astype(int)
-    frac = np.concatenate([np.arange(n + 1) / n for n in steps])
-    seg = np.repeat(np.arange(len(verts)), steps + 1)
-    along = start[seg] + (end[seg] - start[seg]) * frac[:, None]
-    bx = np.clip(((along[:, 0] - lo[0]) / cell[0]).astype(np.int64), 0, _GRID - 1)
-    by = np.clip(((along[:, 1] - lo[1]) / cell[1]).astype(np.int64), 0, _GRID - 1)
-    boundary = np.zeros((_GRID + 2, _GRID + 2), dtype=bool)
-    for dx in (0, 1, 2):  # dilation by one cell (indices shifted by the padding)
-        for dy in (0, 1, 2):
-            boundary[bx + dx, by + dy] = True
-    boundary = boundary[1:-1, 1:-1]
-    flat = ix * _GRID + iy
-    on_edge = boundary.ravel()[flat]
-    occupied = np.unique(flat[~on_edge])  # only the interior/exterior cells that hold points
-    centres = np.column_stack(
-        [(occupied // _GRID + 0.5) * cell[0] + lo[0], (occupied % _GRID + 0.5) * cell[1] + lo[1]]
-    )
-    answer = np.zeros(_GRID * _GRID, dtype=bool)
-    if occupied.size:
-        answer[occupied] = np.asarray(points_in_polygon(verts, centres), dtype=bool)
-    result = answer[flat]
-    edge = np.flatnonzero(on_edge)
-    if edge.size:
-        pts = np.ascontiguousarray(np.column_stack([x[edge], y[edge]]))
-        result[edge] = np.asarray(points_in_polygon(verts, pts), dtype=bool)
-    return result
+
+    SIZE = 256
+
+    def __init__(self, lo: np.ndarray, cell: np.ndarray, flat: np.ndarray) -> None:
+        self.lo, self.cell, self.flat = lo, cell, flat
+        self.n_points = int(flat.shape[0])
+
+    @classmethod
+    def of(cls, points: np.ndarray) -> PointGrid | None:
+        """The grid of ``points`` (m x 2), or None when their extent is not finite and > 0."""
+        return cls.of_columns(points[:, 0], points[:, 1])
+
+    @classmethod
+    def of_columns(cls, x: np.ndarray, y: np.ndarray) -> PointGrid | None:
+        """The grid of the points ``(x[i], y[i])``, or None (extent not finite and > 0)."""
+        lo = np.array([x.min(), y.min()]) if x.size else np.zeros(2)
+        hi = np.array([x.max(), y.max()]) if x.size else np.zeros(2)
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(hi > lo)):
+            return None
+        cell = (hi - lo) / cls.SIZE
+        flat = cls._cells(x, lo[0], cell[0])
+        flat *= cls.SIZE
+        flat += cls._cells(y, lo[1], cell[1])
+        return cls(lo, cell, flat)
+
+    @classmethod
+    def _cells(cls, v: np.ndarray, lo: float, cell: float) -> np.ndarray:
+        """Cell index (0..SIZE-1) of each value along one axis (int32)."""
+        scaled = v - lo
+        scaled *= 1.0 / cell
+        index = scaled.astype(np.int32)
+        np.clip(index, 0, cls.SIZE - 1, out=index)
+        return index
+
+    def polygon_membership(
+        self,
+        verts: np.ndarray,
+        x: np.ndarray,
+        y: np.ndarray,
+        points_in_polygon,
+        within: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Exact membership in the polygon ``verts`` of the grid's points ``(x, y)`` (the
+        columns it was built from); with ``within`` (a mask), False outside it."""
+        size, lo, cell = self.SIZE, self.lo, self.cell
+        # the cells the polygon's bounding box touches, padded by one (the dilation below)
+        first = np.clip(np.floor((verts.min(axis=0) - lo) / cell).astype(np.int64) - 1, 0, size - 1)
+        last = np.clip(np.floor((verts.max(axis=0) - lo) / cell).astype(np.int64) + 1, 0, size - 1)
+        shape = last - first + 1
+        start, end = verts, np.roll(verts, -1, axis=0)
+        steps = np.maximum(np.ceil(np.max(np.abs(end - start) / (cell / 2), axis=1)), 1)
+        steps = steps.astype(np.int64)
+        seg = np.repeat(np.arange(len(verts)), steps + 1)
+        offsets = np.cumsum(steps + 1) - (steps + 1)
+        frac = (np.arange(seg.size) - offsets[seg]) / steps[seg]  # 0, 1/n, ..., 1 per edge
+        along = start[seg] + (end[seg] - start[seg]) * frac[:, None]
+        bx = np.clip(np.floor((along[:, 0] - lo[0]) / cell[0]).astype(np.int64), 0, size - 1)
+        by = np.clip(np.floor((along[:, 1] - lo[1]) / cell[1]).astype(np.int64), 0, size - 1)
+        boundary = np.zeros((shape[0] + 2, shape[1] + 2), dtype=bool)
+        bx, by = bx - first[0], by - first[1]
+        for dx in (0, 1, 2):  # dilation by one cell (indices shifted by the padding)
+            for dy in (0, 1, 2):
+                boundary[bx + dx, by + dy] = True
+        boundary = boundary[1:-1, 1:-1]
+        classes = _region_classes(boundary, first, lo, cell, verts, points_in_polygon)
+        table = np.zeros((size, size), dtype=np.uint8)  # 0 outside, 1 inside, 2 boundary
+        table[first[0] : last[0] + 1, first[1] : last[1] + 1] = classes
+        cls = table.ravel()[self.flat]
+        inside = cls == 1
+        on_edge = cls == 2
+        if within is not None:
+            inside &= within
+            on_edge &= within
+        edge = np.flatnonzero(on_edge)
+        if edge.size:
+            pts = np.empty((edge.size, 2))
+            np.take(x, edge, out=pts[:, 0])
+            np.take(y, edge, out=pts[:, 1])
+            inside[edge] = np.asarray(points_in_polygon(verts, pts), dtype=bool)
+        return inside
+
+
+def _region_classes(boundary, first, lo, cell, verts, points_in_polygon) -> np.ndarray:
+    """Per cell of a sub-grid: 2 on the boundary, else 1/0 for inside/outside.
+
+    Cells off the boundary form 4-connected regions the boundary never touches, so each region
+    is wholly inside or outside: one crossing test at one cell centre answers for all of it.
+    """
+    from scipy import ndimage
+
+    regions, n_regions = ndimage.label(~boundary)
+    answer = np.full(n_regions + 1, 2, dtype=np.uint8)  # label 0: the boundary cells
+    if n_regions:
+        flat = regions.ravel()
+        cells = np.flatnonzero(flat)[::-1]
+        rep = np.zeros(n_regions + 1, dtype=np.int64)
+        rep[flat[cells]] = cells  # written last = the region's first cell
+        rep = rep[1:]
+        ny = boundary.shape[1]
+        centres = np.column_stack(
+            [
+                (rep // ny + first[0] + 0.5) * cell[0] + lo[0],
+                (rep % ny + first[1] + 0.5) * cell[1] + lo[1],
+            ]
+        )
+        answer[1:] = np.asarray(points_in_polygon(verts, centres), dtype=np.uint8)
+    return answer[regions]

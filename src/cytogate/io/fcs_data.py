@@ -7,6 +7,7 @@ Vectorised: no Python loop over events.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import pairwise
@@ -110,7 +111,8 @@ def decode_data(
     if scale:
         _scale(events, table, datatype, notes)
     spillover = _spillover(kw, table, notes)
-    dupes = sorted({n for n in table["pnn"] if (table["pnn"] == n).sum() > 1})
+    names = Counter(table["pnn"].tolist())  # not a pandas comparison per channel
+    dupes = sorted(n for n, k in names.items() if k > 1)
     if dupes:
         notes.append(f"duplicate $PnN names {dupes}; channel_index() refuses them")
     return np.ascontiguousarray(events), table, spillover, notes
@@ -119,6 +121,12 @@ def decode_data(
 def count_nonfinite(events: np.ndarray, table: pd.DataFrame, notes: list[str]) -> dict[str, int]:
     """Per channel, how many values are NaN or inf (channels without any are left out)."""
     if events.size == 0:
+        return {}
+    # One summing pass answers the common case: a NaN or inf makes the sum non-finite, and a
+    # finite sum means every value is finite (a sum that overflows is counted exactly below).
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduce(events.reshape(-1))
+    if np.isfinite(total):
         return {}
     counts = np.count_nonzero(~np.isfinite(events), axis=0)
     if not counts.any():

@@ -136,7 +136,11 @@ class Scale:
         x = np.asarray(values, dtype=np.float64)
         if self.kind == "linear":
             top, bottom = self._resolved("top", channel_range), float(self.params["bottom"])
-            return (x - bottom) / (top - bottom)
+            if bottom == 0.0:  # x - 0.0 is x: one pass instead of two, the same values
+                return np.divide(x, top - bottom)
+            out = np.subtract(x, bottom)
+            out /= top - bottom
+            return out
         if self.kind == "arcsinh":
             return np.arcsinh(x / float(self.params["cofactor"]))
         from flowutils import transforms as fu  # C-accelerated; imported only when scaling
@@ -344,8 +348,10 @@ class Compensation:
         self._columns = list(columns)
         # LinAlgError for a singular matrix surfaces here, where the caller can name the file.
         self._inverse = None if spillover is None else np.linalg.inv(spillover)
-        self._block: np.ndarray | None = None
         self._cache: dict[int, np.ndarray] = {}
+
+    #: rows per block of the weighted sum: the block's columns stay in the CPU cache
+    BLOCK_ROWS = 8192
 
     def column(self, index: int) -> np.ndarray:
         """Compensated values of ``events[:, index]`` (read-only view or cached array)."""
@@ -353,17 +359,32 @@ class Compensation:
         if position is None or self._inverse is None:
             return self._events[:, index]
         if index not in self._cache:
-            if self._block is None:  # column-major, so each dye's column is contiguous
-                self._block = np.asfortranarray(self._events[:, self._columns])
-            # A weighted sum of a few contiguous columns, deliberately not ``block @ w``: for
-            # an (n x 6) by 6 product OpenBLAS starts threads on every core, whose spinning
-            # cost 5x the product's own CPU time and stopped --jobs 2 from scaling.
-            weights = self._inverse[:, position]
-            out = self._block[:, 0] * weights[0]
-            for k in range(1, len(weights)):
-                out += self._block[:, k] * weights[k]
-            self._cache[index] = out
+            self._cache[index] = self._weighted_sum(self._inverse[:, position])
         return self._cache[index]
+
+    def _weighted_sum(self, weights: np.ndarray) -> np.ndarray:
+        """``sum_k events[:, columns[k]] * weights[k]``, added in that order.
+
+        Deliberately not ``events[:, columns] @ weights``: for an (n x 6) by 6 product
+        OpenBLAS starts threads on every core, whose spinning cost 5x the product's own CPU
+        time and stopped --jobs 2 from scaling, and BLAS (or einsum) would add in another
+        order, changing the last bits of every MFI. Block by block of rows, so the strided
+        columns are read from memory once and the partial sums stay in the cache; the same
+        additions in the same order as the whole-column sum, so the values are bit-identical.
+        """
+        events, columns = self._events, self._columns
+        n = events.shape[0]
+        out = np.empty(n)
+        step = self.BLOCK_ROWS
+        term = np.empty(min(step, n))
+        for lo in range(0, n, step):
+            block = events[lo : lo + step]
+            part, tmp = out[lo : lo + step], term[: block.shape[0]]
+            np.multiply(block[:, columns[0]], weights[0], out=part)
+            for k in range(1, len(weights)):
+                np.multiply(block[:, columns[k]], weights[k], out=tmp)
+                part += tmp
+        return out
 
     def all(self) -> np.ndarray:
         """Every channel compensated: a new (n_events × n_channels) array."""

@@ -213,6 +213,7 @@ def _gate_all(
         on_failure=failed_output,
         time_limit=(lambda item: per_file * len(_rows_of(item))) if per_file else None,
         client=client,
+        warm=("scipy.stats",),  # the paired statistics' import, off the serial path
     )
     outputs += [_unreadable_output(path, reason) for path, reason in design.unreadable]
     gated = time.perf_counter()

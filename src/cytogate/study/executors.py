@@ -15,9 +15,12 @@ ignores Ctrl-C (the parent stops it), and is killed when its job passes the time
 from __future__ import annotations
 
 import contextlib
+import importlib
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -71,6 +74,7 @@ def run_jobs(
     time_limit: float | Callable[[T], float] | None = None,
     retries: int = 1,
     client: Any = None,
+    warm: Sequence[str] = (),
 ) -> list[R]:
     """``[func(item, *args) for item in items]``, on ``jobs`` processes, in input order.
 
@@ -80,12 +84,20 @@ def run_jobs(
     ``on_failure(item, reason)`` as its result, or raises :class:`JobFailed` without one.
     An exception raised by ``func`` itself propagates. With ``client`` (a
     ``dask.distributed.Client``) the jobs run on that cluster instead (see :func:`run_on_dask`).
+
+    ``warm``: modules the caller needs once the jobs are done (e.g. ``scipy.stats`` for the
+    statistics), imported in a thread of this process while the jobs run, so the import is
+    not serial time after them. Local workers are forked before the thread starts, and a
+    replacement worker only once it has finished (forking mid-import would hand the child a
+    half-imported module).
     """
     if client is not None:
+        import_in_background(warm if len(items) > 1 else ())
         return run_on_dask(client, func, items, args, on_done, on_failure, retries)
     if not items:
         return []
     if (jobs <= 1 or len(items) <= 1) and time_limit is None:
+        import_in_background(warm if len(items) > 1 else ())
         results = []
         for i, item in enumerate(items):
             results.append(func(item, *args))
@@ -94,6 +106,7 @@ def run_jobs(
         return results
     limit = time_limit if callable(time_limit) or time_limit is None else _const(time_limit)
     pool = _Pool(func, args, min(max(1, jobs), len(items)))
+    pool.warming = import_in_background(warm if len(items) > 1 else ())
     try:
         return pool.run(items, on_done, on_failure, limit, retries)
     finally:
@@ -102,6 +115,23 @@ def run_jobs(
 
 def _const(seconds: float) -> Callable[[Any], float]:
     return lambda _item: seconds
+
+
+def import_in_background(modules: Sequence[str]) -> threading.Thread | None:
+    """Import ``modules`` in a daemon thread (an import that fails is left for the caller's own
+    import to report); None when there is nothing to import."""
+    missing = [m for m in modules if m not in sys.modules]
+    if not missing:
+        return None
+
+    def run() -> None:
+        for name in missing:
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
+
+    thread = threading.Thread(target=run, name="cytogate-warm-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 # --------------------------------------------------------------------------- local workers
@@ -143,6 +173,14 @@ def limit_native_threads() -> None:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(1)
+
+
+def hold_native_threads_from_the_start() -> None:
+    """Set :data:`ONE_THREAD_ENV` (values the user set are kept) in a process that has not
+    loaded numpy yet, so every BLAS/OpenMP pool starts with one thread here and in the workers
+    forked from it (the CLI calls this first; a library caller has usually loaded numpy)."""
+    for name, value in ONE_THREAD_ENV.items():
+        os.environ.setdefault(name, value)
 
 
 def _die_with_parent() -> None:
@@ -189,6 +227,7 @@ class _Pool:
         self.ctx = multiprocessing.get_context()
         self.func, self.args = func, args
         self.workers: list[_Worker] = []
+        self.warming: threading.Thread | None = None  # see run_jobs(warm=...)
         for _ in range(n):
             self.workers.append(_Worker(self.ctx, func, args))
 
@@ -257,6 +296,8 @@ class _Pool:
         return results
 
     def _replace(self, dead: _Worker) -> None:
+        if self.warming is not None:  # never fork while a thread is importing
+            self.warming.join()
         self.workers[self.workers.index(dead)] = _Worker(self.ctx, self.func, self.args)
         dead.conn.close()
 
