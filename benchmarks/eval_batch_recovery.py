@@ -1,6 +1,6 @@
 """`cytogate batch` on a hard simulated study: fold changes vs the ground-truth oracle.
 
-Why: the batch recovery tests (tests/test_batch.py) check, on the bundled run42, that the
+Why: the batch recovery tests (tests/test_batch.py) check, on the two-tube simulated run42, that the
 per-patient fold changes of blasts/µL, the four RMFIs and Ki67 % positive come within a stated
 tolerance of an oracle computed from the simulator's per-event labels. This applies the same
 oracle and tolerances to a study simulated under the ``--hard`` conditions (blast CD45 0.38-0.66,

@@ -50,3 +50,23 @@ def make_sample(
 @pytest.fixture
 def sample_factory():
     return make_sample
+
+
+@pytest.fixture(scope="session")
+def two_tube_study(tmp_path_factory: pytest.TempPathFactory):
+    """Today's two-tube study (stained + isotype per draw; SIMULATED, seed 42), written once.
+
+    The bundled ``sample_fcs/run42`` is the multi-tube design; tests of features that need the
+    two-tube design (and the files and truths they name, e.g. ``P02_baseline_stained.fcs``)
+    read this copy, which ``simulate_study`` with its defaults writes byte for byte as the
+    bundled run was before it became multi-tube. Tests copy files out of it; none writes in it.
+    """
+    from cytogate.sim.simulate import simulate_study
+
+    return simulate_study(tmp_path_factory.mktemp("two_tube") / "run42")
+
+
+@pytest.fixture(scope="session")
+def two_tube_run42(two_tube_study) -> Path:
+    """The folder of :func:`two_tube_study`."""
+    return two_tube_study.outdir

@@ -22,7 +22,14 @@ from cytogate.io.fcs_writer import write_fcs
 from cytogate.study.batch import run_batch
 from tests.oracle import BLAST, RECOVERY_TOLERANCE, oracle_measures
 
-RUN42 = Path(__file__).resolve().parents[1] / "sample_fcs" / "run42"
+RUN42: Path  # the two-tube SIMULATED study (tests/conftest.py two_tube_run42), set below
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _two_tube_run42(two_tube_run42: Path) -> None:
+    """This module's tests need the two-tube design; the bundled run42 is multi-tube."""
+    global RUN42
+    RUN42 = two_tube_run42
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -19,7 +20,14 @@ def _invoke(*args: str):
 
 
 def test_run42_is_the_documented_size():
-    assert len(RUN42_FILES) == 72
+    # the README's bundled study: 8 patients x 6 timepoints x (CXCR4 tube + isotype), and the
+    # Ki67 tube + isotype in 4 of the 8 patients (cytogate simulate --design multitube)
+    assert len(RUN42_FILES) == 144
+    manifest = pd.read_csv(RUN42 / "manifest.csv")
+    assert sorted(manifest["file"]) == [p.name for p in RUN42_FILES]
+    assert manifest["patient"].nunique() == 8 and manifest["timepoint"].nunique() == 6
+    assert manifest.groupby("tube").size().to_dict() == {
+        "CXCR4": 48, "CXCR4 isotype": 48, "Ki67": 24, "Ki67 isotype": 24}  # fmt: skip
 
 
 @pytest.mark.parametrize("path", [*RUN42_FILES, DIVA], ids=lambda p: p.name)
@@ -54,8 +62,8 @@ def test_diva_singlets_use_fsc_w_and_spillover():
     assert rows["blasts"]["gate_channels"] == "PerCP-A/SSC-A"
 
 
-def test_inspect_text_shows_channels_and_simulated_keywords():
-    result = _invoke("inspect", RUN42 / "P02_baseline_isotype.fcs")
+def test_inspect_text_shows_channels_and_simulated_keywords(two_tube_run42):
+    result = _invoke("inspect", two_tube_run42 / "P02_baseline_isotype.fcs")
     assert result.exit_code == 0
     assert "IgG2a PE" in result.stdout and "CD45 PerCP-Cy5.5" in result.stdout
     assert "CYTOGATE_SIMULATED" in result.stdout and "SIMULATED DATA" in result.stdout

@@ -23,7 +23,16 @@ from cytogate.study.design import RunConfig, load_config, read_manifest
 from cytogate.study.spreadsheet import neutralise_formulas
 from cytogate.userregex import compile_user_regex
 
-RUN42 = Path(__file__).resolve().parents[1] / "sample_fcs" / "run42"
+RUN42: Path  # the two-tube SIMULATED study (tests/conftest.py two_tube_run42), set below
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _two_tube_run42(two_tube_run42: Path) -> None:
+    """This module's tests need the two-tube design; the bundled run42 is multi-tube."""
+    global RUN42
+    RUN42 = two_tube_run42
+
+
 FILES = ["P02_baseline_stained.fcs", "P02_baseline_isotype.fcs"]
 
 

@@ -20,7 +20,14 @@ distributed = pytest.importorskip("distributed")
 from cytogate.study.batch import run_batch  # noqa: E402
 from cytogate.study.executors import run_jobs  # noqa: E402
 
-RUN42 = Path(__file__).resolve().parents[1] / "sample_fcs" / "run42"
+RUN42: Path  # the two-tube SIMULATED study (tests/conftest.py two_tube_run42), set below
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _two_tube_run42(two_tube_run42: Path) -> None:
+    """This module's tests need the two-tube design; the bundled run42 is multi-tube."""
+    global RUN42
+    RUN42 = two_tube_run42
 
 
 @pytest.fixture(scope="module")

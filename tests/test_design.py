@@ -121,7 +121,14 @@ def test_bad_run_config_names_the_field(tmp_path, text, fragment):
     assert str(info.value).startswith(str(path)) and fragment in str(info.value)
 
 
-RUN42 = Path(__file__).resolve().parents[1] / "sample_fcs" / "run42"
+RUN42: Path  # the two-tube SIMULATED study (tests/conftest.py two_tube_run42), set below
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _two_tube_run42(two_tube_run42: Path) -> None:
+    """This module's tests need the two-tube design; the bundled run42 is multi-tube."""
+    global RUN42
+    RUN42 = two_tube_run42
 
 
 def test_design_from_fcs_keywords_matches_the_manifest(tmp_path):

@@ -226,7 +226,14 @@ def test_default_template_on_a_simulated_file(tmp_path, template):
     _assert_same(result, _flowkit_masks(result, path, fcs_compensation=True))
 
 
-RUN42 = Path(__file__).parent.parent / "sample_fcs" / "run42"
+RUN42: Path  # the two-tube SIMULATED study (tests/conftest.py two_tube_run42), set below
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _two_tube_run42(two_tube_run42: Path) -> None:
+    """This module's tests need the two-tube design; the bundled run42 is multi-tube."""
+    global RUN42
+    RUN42 = two_tube_run42
 
 
 @pytest.mark.parametrize("template", ["aml_blasts_cd45_ssc", "aml_blasts_cd45_ssc_fixed"])

@@ -1,6 +1,6 @@
 """AnnData export: the .h5ad reads back in anndata with the documented fields and values.
 
-Data: the bundled simulated run (sample_fcs/run42, simulated by cytogate.sim) and the
+Data: the two-tube simulated run (tests/conftest.py, simulated by cytogate.sim) and the
 GatingML compliance file (BSD-3) for a FlowKit-evaluated template.
 """
 
@@ -19,7 +19,16 @@ from cytogate.interop.anndata_export import write_h5ad
 from cytogate.io.fcs import read_fcs
 
 ad = pytest.importorskip("anndata")
-RUN42 = Path(__file__).parent.parent / "sample_fcs" / "run42"
+RUN42: Path  # the two-tube SIMULATED study (tests/conftest.py two_tube_run42), set below
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _two_tube_run42(two_tube_run42: Path) -> None:
+    """This module's tests need the two-tube design; the bundled run42 is multi-tube."""
+    global RUN42
+    RUN42 = two_tube_run42
+
+
 SUITE = Path(__file__).parent / "data" / "gatingml_compliance"
 
 

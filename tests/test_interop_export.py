@@ -80,19 +80,18 @@ def test_duplicate_names_and_other_matrices_are_refused(gated, tmp_path):
     assert not (tmp_path / "x.wsp").exists()
 
 
-def test_batch_export_wsp_opens_in_flowkit_with_populations_csv_counts(tmp_path):
+def test_batch_export_wsp_opens_in_flowkit_with_populations_csv_counts(tmp_path, two_tube_run42):
     """``cytogate batch --export-wsp`` writes the gates the batch applied (from its per-file
     outcomes, no re-gating); flowkit.Workspace gives the counts of populations.csv for every
-    file and population. Files: the bundled simulated run (8 files, stained and isotype)."""
+    file and population. Files: 8 of the two-tube simulated run (conftest), stained and isotype."""
     import shutil
-    from pathlib import Path
 
     import pandas as pd
     from click.testing import CliRunner
 
     from cytogate.cli import cli
 
-    run42 = Path(__file__).parent.parent / "sample_fcs" / "run42"
+    run42 = two_tube_run42
     run = tmp_path / "run"
     run.mkdir()
     for name in ("P01_baseline", "P01_24h", "P02_baseline", "P02_24h"):

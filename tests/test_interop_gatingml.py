@@ -115,16 +115,16 @@ def test_compensation_override_is_refused(data1):
         gate(data1, SUITE / "gml" / "gml_rect1_gate.xml", compensation="none")
 
 
-def test_batch_with_gatingml_export_of_a_template_gives_the_same_tables(tmp_path):
+def test_batch_with_gatingml_export_of_a_template_gives_the_same_tables(tmp_path, two_tube_run42):
     """cytogate's fixed template exported as GatingML ('FCS' compensation) and run as a
     template through batch gives byte-identical tables (quantification, isotype tubes and
-    statistics included) to the YAML template. Files: the bundled simulated run."""
+    statistics included) to the YAML template. Files: the two-tube simulated run (conftest)."""
     import shutil
 
     from cytogate.interop.flowkit_export import export_gatingml
     from cytogate.study.batch import run_batch
 
-    run42 = Path(__file__).parent.parent / "sample_fcs" / "run42"
+    run42 = two_tube_run42
     run = tmp_path / "run"
     run.mkdir()
     for name in ("P01_baseline", "P01_24h", "P02_baseline", "P02_24h"):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from cytogate.gating.adaptive import geometry_to_dict
 from cytogate.gating.engine import gate
@@ -14,7 +15,14 @@ from cytogate.gating.template import bundled_template_dir, parse_template
 from cytogate.io.fcs import read_fcs
 from cytogate.study.batch import run_batch
 
-RUN42 = Path(__file__).resolve().parents[1] / "sample_fcs" / "run42"
+RUN42: Path  # the two-tube SIMULATED study (tests/conftest.py two_tube_run42), set below
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _two_tube_run42(two_tube_run42: Path) -> None:
+    """This module's tests need the two-tube design; the bundled run42 is multi-tube."""
+    global RUN42
+    RUN42 = two_tube_run42
 
 
 def _pinned_template(tmp_path: Path) -> Path:

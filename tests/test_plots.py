@@ -36,7 +36,16 @@ from cytogate.viz.plots import (
 
 from .conftest import make_sample
 
-RUN42 = Path(__file__).resolve().parents[1] / "sample_fcs" / "run42"
+RUN42: Path  # the two-tube SIMULATED study (tests/conftest.py two_tube_run42), set below
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _two_tube_run42(two_tube_run42: Path) -> None:
+    """This module's tests need the two-tube design; the bundled run42 is multi-tube."""
+    global RUN42
+    RUN42 = two_tube_run42
+
+
 # a typical patient, and the atypical one whose blasts straddle the fixed gates
 FILES = ("P02_baseline_stained.fcs", "P01_6h_stained.fcs", "P05_24h_isotype.fcs")
 _SUPERSCRIPTS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
@@ -469,7 +478,7 @@ def test_a_label_placed_away_from_its_gate_gets_a_leader_line_to_that_gate():
     import cytogate
     from cytogate.viz.plots import gate_figure
 
-    run42 = Path(__file__).resolve().parents[1] / "sample_fcs" / "run42"
+    run42 = RUN42
     # P01 2h: the monocytes merge with the blasts next to them, so their gate is empty (a point
     # at the panel's corner, where the label cannot sit): the label goes elsewhere, with a line
     result = cytogate.gate(cytogate.read_fcs(run42 / "P01_2h_stained.fcs"))
@@ -526,3 +535,35 @@ def test_figures_drawn_on_a_reused_layout_match_a_full_draw(group_rows, tmp_path
             assert pa.shape == pb.shape
             differ = np.any(pa != pb, axis=2).mean()
             assert differ < 0.002, (stem, differ)  # nothing of the previous file is left
+
+
+def test_plot_of_one_multitube_tube_draws_the_markers_that_tube_carries(tmp_path):
+    """`cytogate plot` of a tube of the bundled multi-tube run (SIMULATED): the marker figure
+    has the markers the patient's panel put in that tube (ground_truth/panels.csv), not the
+    run's whole list with 'not found' panels for the other tube's markers."""
+    from cytogate.viz.render import tube_marker_plan
+
+    bundled = Path(__file__).resolve().parents[1] / "sample_fcs" / "run42"
+    manifest = pd.read_csv(bundled / "manifest.csv", keep_default_na=False)
+    panels = pd.read_csv(bundled / "ground_truth" / "panels.csv").set_index("patient")
+    plan = MarkerPlan.from_config(RunConfig())
+    in_tube = {"CXCR4": ["CXCR4_12G5", "CXCR4_1D9", "CD114", "CD49f"], "Ki67": ["Ki67"]}
+    baseline = manifest[(manifest["timepoint"] == "baseline") & (manifest["role"] == "stained")]
+    assert set(baseline["tube"]) == set(in_tube)
+    for rec in baseline.itertuples():
+        result = gate(read_fcs(bundled / rec.file))
+        want = [m for m in in_tube[rec.tube] if panels.loc[rec.patient, f"has_{m}"]]
+        assert tube_marker_plan(result, plan).markers == want, rec.file
+    ki67 = baseline[baseline["tube"] == "Ki67"].iloc[0]
+    control = manifest[
+        (manifest["patient"] == ki67["patient"])
+        & (manifest["timepoint"] == "baseline")
+        & (manifest["control_for"] == "Ki67")
+    ]["file"]
+    res = CliRunner().invoke(
+        cli,
+        ["plot", str(bundled / ki67["file"]), "--control", str(bundled / control.item()),
+         "--out", str(tmp_path / "ki67.png")],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert res.output.split() == [str(tmp_path / "ki67.png"), str(tmp_path / "ki67_markers.png")]

@@ -1,6 +1,6 @@
 """Kill tests: a run stopped or killed at any stage leaves one complete set and no processes.
 
-Each test runs the real CLI in a subprocess on a copy of part of the bundled (SIMULATED) run42
+Each test runs the real CLI in a subprocess on a copy of part of the two-tube (SIMULATED) run42
 study and stops it with a real signal: SIGTERM / SIGINT during gating (exit 143 / 130, workers
 gone, no staging left, the previous set untouched), SIGKILL during table writing (the previous
 set intact; the next run cleans up), SIGKILL of one worker (the run completes, exit 1, only that
@@ -26,8 +26,15 @@ from cytogate.study.batch import run_batch
 from cytogate.study.lock import RunLock
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN42 = ROOT / "sample_fcs" / "run42"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+RUN42: Path  # the two-tube SIMULATED study (tests/conftest.py two_tube_run42), set below
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _two_tube_run42(two_tube_run42: Path) -> None:
+    """This module's runs are two-tube draws; the bundled run42 is multi-tube."""
+    global RUN42
+    RUN42 = two_tube_run42
 
 
 def small_run(tmp_path: Path, patients=("P02", "P03")) -> Path:

@@ -146,6 +146,34 @@ def test_same_config_same_bytes_and_config_round_trip(tmp_path: Path, study) -> 
     assert MultiTubeConfig.from_dict(meta["config"]) == small()
 
 
+def test_bundled_run42_is_what_the_documented_command_writes(tmp_path: Path) -> None:
+    """sample_fcs/run42 is ``cytogate simulate sample_fcs/run42 --design multitube``, byte for byte.
+
+    The FCS files, per-event labels, manifest and README; the CSV truth tables print floats,
+    whose last digit may differ between numpy builds, so they are compared as numbers.
+    """
+    bundled = Path(__file__).resolve().parents[1] / "sample_fcs" / "run42"
+    out = tmp_path / "run42"
+    res = CliRunner().invoke(cli, ["simulate", str(out), "--design", "multitube"])
+    assert res.exit_code == 0, res.output
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == sorted(
+        p.relative_to(bundled).as_posix()
+        for p in bundled.rglob("*")
+        if p.is_file() and "cytogate_results" not in p.parts
+    )
+    manifest = pd.read_csv(out / "manifest.csv")
+    names = [*manifest["file"], "manifest.csv", "README.md", "ground_truth/labels.npz"]
+    assert len(names) == 147  # 144 FCS files
+    assert [n for n in names if (bundled / n).read_bytes() != (out / n).read_bytes()] == []
+    for table in ("planted_effects.csv", "patients.csv", "panels.csv"):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(bundled / "ground_truth" / table),
+            pd.read_csv(out / "ground_truth" / table),
+            rtol=1e-12,
+        )
+
+
 def test_config_errors_name_the_field() -> None:
     with pytest.raises(SimulationError, match="without_ki67"):
         small(without_ki67=7)

@@ -41,8 +41,9 @@ BLAST = 6
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> StudyTruth:
-    return simulate_study(tmp_path_factory.mktemp("run") / "run42")
+def study(two_tube_study: StudyTruth) -> StudyTruth:
+    """The default two-tube study (tests/conftest.py), simulated once per session."""
+    return two_tube_study
 
 
 @pytest.fixture(scope="module")
@@ -176,23 +177,6 @@ def test_same_seed_same_bytes_other_seed_differs(study: StudyTruth, tmp_path: Pa
     assert not np.array_equal(
         study.labels["P01_baseline_stained.fcs"], other.labels["P01_baseline_stained.fcs"]
     )
-
-
-def test_bundled_run42_is_what_the_simulator_writes(study: StudyTruth) -> None:
-    """sample_fcs/run42 (``cytogate simulate sample_fcs/run42``) regenerates byte for byte.
-
-    The FCS files, per-event labels and manifest; the CSV truth tables print floats, whose last
-    digit may differ between numpy builds, so they are compared as numbers.
-    """
-    bundled = Path(__file__).resolve().parents[1] / "sample_fcs" / "run42"
-    names = [*study.manifest["file"], "manifest.csv", "ground_truth/labels.npz"]
-    assert [n for n in names if (bundled / n).read_bytes() != (study.outdir / n).read_bytes()] == []
-    for table in ("planted_effects.csv", "patients.csv"):
-        pd.testing.assert_frame_equal(
-            pd.read_csv(bundled / "ground_truth" / table),
-            pd.read_csv(study.outdir / "ground_truth" / table),
-            rtol=1e-12,
-        )
 
 
 def test_config_json_rebuilds_the_config(study: StudyTruth) -> None:

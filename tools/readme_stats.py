@@ -14,12 +14,15 @@ MEASURES = [
     "blasts_per_ul",
     "blasts_CXCR4_12G5_rmfi_median",
     "blasts_CXCR4_1D9_rmfi_median",
+    "blasts_CD114_rmfi_median",  # partial panel: its own n
+    "blasts_Ki67_pct_positive",  # the Ki67 tube, in some patients only
 ]
 COMPARISONS = ["day3 vs baseline", "2h vs baseline", "6h vs baseline", "24h vs 6h"]
 COLUMNS = [
     "measure",
     "comparison",
     "n_pairs",
+    "n_patients",
     "mean_fc",
     "sem_fc",
     "median_fc",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
     from cytogate.analysis.quantify import MarkerPlan
+    from cytogate.gating.engine import GatingResult
     from cytogate.study.outcome import FileOutcome
     from cytogate.viz.events import EventView
 
@@ -262,6 +263,25 @@ def _save_png(image: Any, root: Path, sub: str, stem: str, dpi: int) -> dict[str
 # --------------------------------------------------------------------------- one sample (CLI)
 
 
+def tube_marker_plan(result: GatingResult, plan: MarkerPlan) -> MarkerPlan:
+    """``plan`` restricted to the markers ``result``'s panel carries.
+
+    In a multi-tube panel a stained tube carries some of the run's markers (a Ki67 tube only
+    Ki67), so ``cytogate plot`` of one tube draws those; a tube that carries none of them keeps
+    them all, each panel then saying why it cannot be drawn.
+    """
+    from cytogate.analysis.quantify import panel_problem
+
+    carried = {m for m in plan.markers if not panel_problem(result, m)}
+    if not carried:
+        return plan
+    return replace(
+        plan,
+        rmfi=tuple(m for m in plan.rmfi if m in carried),
+        positivity=tuple(m for m in plan.positivity if m in carried),
+    )
+
+
 def plot_sample(
     file: str | os.PathLike[str],
     template: Any = None,
@@ -292,7 +312,7 @@ def plot_sample(
     result = gate(read_fcs(file), template, compensation=compensation)
     jobs = [(gate_figure(result).figure, target)]
     if control is not None:
-        plan = MarkerPlan.from_config(RunConfig())
+        plan = tube_marker_plan(result, MarkerPlan.from_config(RunConfig()))
         reference = marker_reference(result, plan)
         c_result = gate(read_fcs(control), template, compensation=compensation, reference=reference)
         rows, _ = marker_rows(result, c_result, plan)
