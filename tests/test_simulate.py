@@ -512,3 +512,24 @@ def test_simulate_cli_hard_and_fine_options(tmp_path: Path) -> None:
               "3"],
     )  # fmt: skip
     assert too_many.exit_code == 2 and "cd45_negative_blast_patients" in too_many.output
+
+
+@pytest.mark.parametrize("design", ["two-tube", "multitube"])
+def test_a_foreign_fcs_file_left_in_the_folder_is_warned_about_not_deleted(
+    tmp_path: Path, design: str
+) -> None:
+    from cytogate.sim.config import StudyConfig
+    from cytogate.sim.multitube import MultiTubeConfig, simulate_multitube_study
+
+    (tmp_path / "old_run.fcs").write_bytes(b"not ours")
+    study = StudyConfig(n_patients=1, events_per_file=300)
+    with pytest.warns(RuntimeWarning, match="old_run.fcs") as caught:
+        if design == "two-tube":
+            simulate_study(tmp_path, study)
+        else:
+            simulate_multitube_study(
+                tmp_path,
+                MultiTubeConfig(study=study, without_cd114=0, without_cd49f=0, without_ki67=0),
+            )
+    assert caught[0].filename == __file__  # points at the caller, not at the simulator
+    assert (tmp_path / "old_run.fcs").read_bytes() == b"not ours"

@@ -11,6 +11,7 @@ import dataclasses
 import io
 import math
 import os
+import warnings
 import zipfile
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
@@ -116,6 +117,20 @@ def write_benchmark_file(
     rng = file_rng(config, patient, config.timepoints.index(timepoint), TUBES.index(tube))
     sample = simulate_sample(config, params, timepoint, tube, n_events, rng)
     return write_sample(path, sample, config, params)
+
+
+def warn_stale_fcs(out: Path, written: list[Path]) -> None:
+    """Warn when ``out`` holds FCS files this simulation did not write: a reader of the folder
+    would take them for part of the study (the simulator never deletes a user's files)."""
+    names = {f.name for f in written}
+    stale = sorted(p.name for p in out.glob("*.fcs") if p.name not in names)
+    if stale:
+        warnings.warn(
+            f"{out}: FCS files not written by this simulation remain: {', '.join(stale[:5])}"
+            + (" …" if len(stale) > 5 else ""),
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def atomic_text(path: Path, text: str) -> None:

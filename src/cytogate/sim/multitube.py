@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -34,7 +33,7 @@ import pandas as pd
 from cytogate.io.fcs_writer import atomic_write_bytes, write_fcs
 from cytogate.sim.common import MFI_MARKERS, SIMULATED_COMMENT, SimulationError
 from cytogate.sim.config import StudyConfig
-from cytogate.sim.files import acquisition_start, atomic_text, fcs_date, npz_bytes
+from cytogate.sim.files import acquisition_start, atomic_text, fcs_date, npz_bytes, warn_stale_fcs
 from cytogate.sim.ground_truth import patient_table, planted_table
 from cytogate.sim.patients import PatientParams, make_patients
 from cytogate.sim.populations import SimulatedSample, simulate_sample
@@ -362,14 +361,7 @@ def simulate_multitube_study(
                         "cohort": s.cohort,
                     }
                 )
-    stale = sorted(p.name for p in out.glob("*.fcs") if p.name not in {f.name for f in files})
-    if stale:
-        warnings.warn(
-            f"{out}: FCS files not written by this simulation remain: {', '.join(stale[:5])}"
-            + (" …" if len(stale) > 5 else ""),
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    warn_stale_fcs(out, files)
     manifest = pd.DataFrame(rows)
     planted = _planted(config, patients)
     panel_table = _panel_table(config)

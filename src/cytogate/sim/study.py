@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,14 @@ import pandas as pd
 from cytogate.io.fcs_writer import atomic_write_bytes
 from cytogate.sim.common import SIMULATED_COMMENT, TUBES
 from cytogate.sim.config import StudyConfig
-from cytogate.sim.files import atomic_text, file_name, file_rng, npz_bytes, write_sample
+from cytogate.sim.files import (
+    atomic_text,
+    file_name,
+    file_rng,
+    npz_bytes,
+    warn_stale_fcs,
+    write_sample,
+)
 from cytogate.sim.ground_truth import StudyTruth, patient_table, planted_table
 from cytogate.sim.patients import PatientParams, make_patients
 from cytogate.sim.populations import simulate_sample
@@ -99,14 +105,7 @@ def simulate_study(outdir: str | os.PathLike[str], config: StudyConfig | None = 
                         "cohort": config.cohort,
                     }
                 )
-    stale = sorted(p.name for p in out.glob("*.fcs") if p.name not in {f.name for f in files})
-    if stale:
-        warnings.warn(
-            f"{out}: FCS files not written by this simulation remain: {', '.join(stale[:5])}"
-            + (" …" if len(stale) > 5 else ""),
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    warn_stale_fcs(out, files)
 
     manifest = pd.DataFrame(rows)
     planted = planted_table(config, patients)
