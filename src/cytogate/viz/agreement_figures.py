@@ -26,7 +26,7 @@ import numpy as np
 from cytogate.interop.agreement_plots import limits_of_agreement
 from cytogate.viz.axes import AxisInfo, axis_for, set_axis
 from cytogate.viz.events import ROOT, EventView
-from cytogate.viz.figure import draw_header, fmt_pct, new_figure, wrap_text
+from cytogate.viz.figure import add_footnote, draw_header, fmt_pct, new_figure
 from cytogate.viz.gate_plots import gate_outline, plan_panels
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -324,13 +324,7 @@ def both_gates_figure(
         "since a reference may be labels or gates on other axes; both memberships are the "
         "comparison's, nothing is gated again."
     )
-    fig.text(
-        left / width,
-        0.04 / fig_h,
-        wrap_text([foot], width - left - right, 6, 3),
-        ha="left",
-        va="bottom",
-        fontsize=6,
-        color="#444444",
+    add_footnote(
+        fig, foot, left=left, right=right, width=width, height=fig_h, fontsize=6, max_lines=3
     )
     return fig

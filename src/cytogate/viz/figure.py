@@ -195,6 +195,32 @@ def wrap_text(
     return "\n".join(lines[:max_lines])
 
 
+def add_footnote(
+    fig: Any,
+    text: str,
+    *,
+    left: float,
+    right: float,
+    width: float,
+    height: float,
+    fontsize: float = 6.5,
+    max_lines: int = 4,
+    gid: str | None = None,
+) -> None:
+    """The grey footnote under a figure's panels (what was drawn, which statistic, which
+    test), wrapped to the panels' width; margins and sizes in inches."""
+    fig.text(
+        left / width,
+        0.04 / height,
+        wrap_text([text], width - left - right, fontsize, max_lines),
+        ha="left",
+        va="bottom",
+        fontsize=fontsize,
+        color="#444444",
+        gid=gid,
+    )
+
+
 def fmt_pct(value: float) -> str:
     if not math.isfinite(value):
         return "n/a %"

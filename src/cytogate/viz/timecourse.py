@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cytogate.model.measure import Measure
-from cytogate.viz.figure import DPI, draw_header, new_figure, save_figure, wrap_text
+from cytogate.viz.figure import DPI, add_footnote, draw_header, new_figure, save_figure
 from cytogate.viz.phases import Phase, draw_phases, study_phases
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -157,15 +157,7 @@ def timecourse_figure(
         + ("  Thin lines: individual patients." if per_patient else "")
         + ("  " + "; ".join(n_info) + "." if n_info else "")
     )
-    fig.text(
-        left / width,
-        0.04 / fig_h,
-        wrap_text([foot], width - left - right, 6.5, 4),
-        ha="left",
-        va="bottom",
-        fontsize=6.5,
-        color="#444444",
-    )
+    add_footnote(fig, foot, left=left, right=right, width=width, height=fig_h)
     return fig
 
 

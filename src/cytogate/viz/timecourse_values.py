@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cytogate.model.measure import Measure, marker_label
-from cytogate.viz.figure import draw_header, new_figure, wrap_text
+from cytogate.viz.figure import add_footnote, draw_header, new_figure
 from cytogate.viz.phases import Phase, draw_phases, study_phases
 from cytogate.viz.significance import (
     TEST_NAMES,
@@ -196,14 +196,5 @@ def values_figure(
         + ". * p<0.05, ** p<0.01, *** p<0.001; a comparison without a mark is not significant."
         + ("  " + "; ".join(n_notes) + "." if n_notes else "")
     )
-    fig.text(
-        left / width,
-        0.04 / fig_h,
-        wrap_text([foot], width - left - right, 6.5, 4),
-        ha="left",
-        va="bottom",
-        fontsize=6.5,
-        color="#444444",
-        gid="footnote",
-    )
+    add_footnote(fig, foot, left=left, right=right, width=width, height=fig_h, gid="footnote")
     return fig
