@@ -567,3 +567,18 @@ def test_plot_of_one_multitube_tube_draws_the_markers_that_tube_carries(tmp_path
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert res.output.split() == [str(tmp_path / "ki67.png"), str(tmp_path / "ki67_markers.png")]
+
+
+def test_the_footnote_of_a_file_with_many_qc_reasons_stays_below_the_panels():
+    import cytogate
+    from cytogate.viz.plots import gate_figure
+
+    # P01 2h: monocytes and blasts both carry QC reasons, so the footnote runs to several lines
+    result = cytogate.gate(cytogate.read_fcs(RUN42 / "P01_2h_stained.fcs"))
+    fig = gate_figure(result).figure
+    renderer = fig.canvas.get_renderer()
+    foot = next(t for t in fig.texts if t.get_text().startswith("Density:"))
+    assert foot.get_text().count("\n") >= 3  # the case that used to run into the axis labels
+    top = foot.get_window_extent(renderer).y1
+    lowest_axis = min(ax.get_tightbbox(renderer).y0 for ax in fig.axes)
+    assert top < lowest_axis

@@ -241,12 +241,27 @@ class GateLayout:
         return repr((self.size, self.rects, self.axes))
 
 
+def _footnote(view: EventView, notes: Sequence[str]) -> list[str]:
+    """What the density shows, the layout's notes, and why any adaptive gate is in doubt."""
+    foot = [
+        "Density: every event of the plotted (parent) population, 2-D histogram, log colour "
+        f"scale ({CMAP}); events beyond the axes are counted in the edge bins. "
+        "Labels: population, events, % of parent."
+    ]
+    foot += notes
+    for g in view.gates:
+        foot += [f"QC flag on {g.name}: {reason}" for reason in g.qc]
+    return foot
+
+
 def gate_layout(view: EventView) -> GateLayout:
     plans, notes = plan_panels(view)
     n = max(1, len(plans))
     panel_w, left, gap, right = 2.75, 0.62, 0.62, 0.2
-    top, bottom, height = 1.05, 0.75, 2.75
     width = left + n * panel_w + (n - 1) * gap + right
+    # the footnote grows with the file's QC reasons; the panels sit above it, never under it
+    lines = wrap_text(_footnote(view, notes), width - left - right, 6).count("\n") + 1
+    top, bottom, height = 1.05, max(0.75, 0.55 + 0.1 * lines), 2.75
     fig_h = top + height + bottom
     rects = tuple(
         ((left + i * (panel_w + gap)) / width, bottom / fig_h, panel_w / width, height / fig_h)
@@ -312,19 +327,11 @@ def draw_gates(
         labels.append(label_panel)
     if not layout.plans:
         fig.text(0.5, 0.5, "no gate with a picture (all gates skipped or boolean)", ha="center")
-    foot = [
-        "Density: every event of the plotted (parent) population, 2-D histogram, log colour "
-        f"scale ({CMAP}); events beyond the axes are counted in the edge bins. "
-        "Labels: population, events, % of parent."
-    ]
-    foot += layout.notes
-    for g in view.gates:  # adaptive gates whose fit is in doubt say why
-        foot += [f"QC flag on {g.name}: {reason}" for reason in g.qc]
     right = 0.2
     fig.text(
         layout.left,
         0.06 / fig_h,
-        wrap_text(foot, width - layout.left * width - right, 6),
+        wrap_text(_footnote(view, layout.notes), width - layout.left * width - right, 6),
         ha="left",
         va="bottom",
         fontsize=6,
