@@ -186,33 +186,52 @@ def _bins(n: int) -> int:
 def _density(ax: Axes, x: np.ndarray, y: np.ndarray, xa: AxisInfo, ya: AxisInfo):
     """2-D histogram of every event (clipped into the edge bins), log colour scale.
 
-    The colours are computed on the histogram's bins here and handed to matplotlib as an RGBA
-    image: matplotlib would otherwise normalise and colour-map the image at output resolution,
-    which at 300 dpi costs more than the rest of the figure.
+    Binned with one ``bincount`` on the bin indices (the bins are uniform in scaled space) and
+    coloured here, on the bins: matplotlib gets one small RGBA image (``imshow``, nearest
+    neighbour), so drawing it costs the same for 6,000 or 10^6 events and far less than a
+    mesh of bins. Returns the (nx × ny) counts, x index first, and the events beyond the axes.
     """
-    from matplotlib.colors import LogNorm
-
-    xc = np.clip(x, *xa.limits)
-    yc = np.clip(y, *ya.limits)
-    off = int(np.count_nonzero((xc != x) | (yc != y)))
     bins = _bins(x.size)
-    hist, _, _ = np.histogram2d(xc, yc, bins=bins, range=[xa.limits, ya.limits])
-    vmax = max(float(hist.max()), 2.0)
-    xe = np.linspace(*xa.limits, bins + 1)
-    ye = np.linspace(*ya.limits, bins + 1)
-    ax.pcolormesh(
-        xe,
-        ye,
-        np.ma.masked_equal(hist.T, 0),
-        cmap=_cmap(),
-        norm=LogNorm(vmin=1, vmax=vmax),
-        shading="flat",
-        antialiased=False,
-        linewidth=0,
+    hist, off = bin_counts(x, y, xa.limits, ya.limits, bins)
+    ax.imshow(
+        density_rgba(hist),
+        origin="lower",
+        extent=(*xa.limits, *ya.limits),
+        aspect="auto",
+        interpolation="nearest",
         gid="density",
         rasterized=True,
     )
     return hist, off
+
+
+def bin_counts(
+    x: np.ndarray,
+    y: np.ndarray,
+    x_limits: tuple[float, float],
+    y_limits: tuple[float, float],
+    bins: int,
+) -> tuple[np.ndarray, int]:
+    """Events per bin on a uniform ``bins`` × ``bins`` grid over the limits (x index first);
+    events beyond the limits go into the edge bins. Also returns how many were beyond."""
+    (x0, x1), (y0, y1) = x_limits, y_limits
+    xc, yc = np.clip(x, x0, x1), np.clip(y, y0, y1)
+    off = int(np.count_nonzero((xc != x) | (yc != y)))
+    ix = np.minimum(((xc - x0) * (bins / (x1 - x0))).astype(np.intp), bins - 1)
+    iy = np.minimum(((yc - y0) * (bins / (y1 - y0))).astype(np.intp), bins - 1)
+    hist = np.bincount(ix * bins + iy, minlength=bins * bins).reshape(bins, bins)
+    return hist, off
+
+
+def density_rgba(hist: np.ndarray) -> np.ndarray:
+    """The (ny × nx × 4) uint8 image of a histogram: :data:`CMAP` on log counts from 1 to the
+    maximum (at least 2), empty bins white."""
+    vmax = max(float(hist.max()), 2.0)
+    counts = hist.T.astype(float)
+    level = np.clip(np.log(np.maximum(counts, 1.0)) / np.log(vmax), 0.0, 1.0)
+    rgba = _cmap()(level, bytes=True)
+    rgba[counts == 0] = 255
+    return rgba
 
 
 def _cmap():
