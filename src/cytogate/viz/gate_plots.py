@@ -25,6 +25,7 @@ from cytogate.viz.figure import (
     draw_header,
     fmt_pct,
     new_figure,
+    with_text_style,
     wrap_text,
 )
 from cytogate.viz.labels import LabelPanel, LabelSpec, place_labels
@@ -250,23 +251,31 @@ class GateLayout:
     size: tuple[float, float]  # inches
     rects: tuple[tuple[float, float, float, float], ...]  # per panel, figure fraction
     left: float  # figure fraction where titles and the footer start
+    #: the footnote's lines on what the density shows, then blank lines for the file's own
+    #: (the same for every file of the layout: drawn with the axes)
+    foot_static: str = ""
+    foot_file: str = ""  # the file's footnote lines (notes, QC reasons), under foot_static
 
     @property
     def key(self) -> str | None:
-        """Equal for figures whose static part (axes, ticks, axis labels) is the same; None
-        when a panel's axis depends on its data (a histogram's count axis)."""
+        """Equal for figures whose static part (axes, ticks, axis labels, the footnote's
+        first lines) is the same; None when a panel's axis depends on its data (a
+        histogram's count axis)."""
         if any(y is None for _, y in self.axes):
             return None
-        return repr((self.size, self.rects, self.axes))
+        return repr((self.size, self.rects, self.axes, self.foot_static))
+
+
+_DENSITY_NOTE = (
+    "Density: every event of the plotted (parent) population, 2-D histogram, log colour "
+    f"scale ({CMAP}); events beyond the axes are counted in the edge bins. "
+    "Labels: population, events, % of parent."
+)
 
 
 def _footnote(view: EventView, notes: Sequence[str]) -> list[str]:
     """What the density shows, the layout's notes, and why any adaptive gate is in doubt."""
-    foot = [
-        "Density: every event of the plotted (parent) population, 2-D histogram, log colour "
-        f"scale ({CMAP}); events beyond the axes are counted in the edge bins. "
-        "Labels: population, events, % of parent."
-    ]
+    foot = [_DENSITY_NOTE]
     foot += notes
     for g in view.gates:
         foot += [f"QC flag on {g.name}: {reason}" for reason in g.qc]
@@ -279,7 +288,9 @@ def gate_layout(view: EventView) -> GateLayout:
     panel_w, left, gap, right = 2.75, 0.62, 0.62, 0.2
     width = left + n * panel_w + (n - 1) * gap + right
     # the footnote grows with the file's QC reasons; the panels sit above it, never under it
-    lines = wrap_text(_footnote(view, notes), width - left - right, 6).count("\n") + 1
+    foot = wrap_text(_footnote(view, notes), width - left - right, 6).split("\n")
+    lines = len(foot)
+    shared = min(lines, wrap_text([_DENSITY_NOTE], width - left - right, 6).count("\n") + 1)
     top, bottom, height = 1.05, max(0.75, 0.55 + 0.1 * lines), 2.75
     fig_h = top + height + bottom
     rects = tuple(
@@ -293,20 +304,46 @@ def gate_layout(view: EventView) -> GateLayout:
         if len(plan.dims) == 2:
             ya = axis_for(view, plan.dims[1], view.scaled_values(plan.dims[1], plan.parent))
         axes.append((xa, ya))
-    return GateLayout(tuple(plans), tuple(notes), tuple(axes), (width, fig_h), rects, left / width)
+    return GateLayout(
+        tuple(plans),
+        tuple(notes),
+        tuple(axes),
+        (width, fig_h),
+        rects,
+        left / width,
+        foot_static="\n".join(foot[:shared]) + "\n" * (lines - shared),
+        foot_file="\n".join(foot[shared:]),
+    )
+
+
+def _draw_footnote(fig: Figure, layout: GateLayout, text: str) -> None:
+    """Footnote lines at the bottom left; the shared and the file's lines are two texts of
+    the same height (blank lines stand for the other's), so they fall on the same lines."""
+    fig.text(
+        layout.left,
+        0.06 / layout.size[1],
+        text,
+        ha="left",
+        va="bottom",
+        fontsize=6,
+        color="#444444",
+    )
 
 
 def gate_static(layout: GateLayout) -> Figure:
-    """The figure with its panels' axes, ticks and axis labels, and nothing of a file's own."""
+    """The figure with its panels' axes, ticks and axis labels and the footnote's shared
+    lines, and nothing of a file's own."""
     fig = new_figure(*layout.size)
     for rect, (xa, ya) in zip(layout.rects, layout.axes, strict=True):
         ax = fig.add_axes(rect)
         set_axis(ax, xa, "x")
         if ya is not None:
             set_axis(ax, ya, "y")
+    _draw_footnote(fig, layout, layout.foot_static)
     return fig
 
 
+@with_text_style
 def gate_figure(
     source: EventView | GatingResult | FileOutcome,
     *,
@@ -336,7 +373,6 @@ def draw_gates(
     """Draw ``view``'s own part (densities, gates, labels, titles) on ``gate_static(layout)``."""
     if simulated is None:
         simulated = view.simulated
-    width, fig_h = layout.size
     heading, subheading = _sample_heading(view)
     draw_header(fig, layout.left, title or heading, subheading, simulated)
     infos, labels = [], []
@@ -346,16 +382,8 @@ def draw_gates(
         labels.append(label_panel)
     if not layout.plans:
         fig.text(0.5, 0.5, "no gate with a picture (all gates skipped or boolean)", ha="center")
-    right = 0.2
-    fig.text(
-        layout.left,
-        0.06 / fig_h,
-        wrap_text(_footnote(view, layout.notes), width - layout.left * width - right, 6),
-        ha="left",
-        va="bottom",
-        fontsize=6,
-        color="#444444",
-    )
+    if layout.foot_file:
+        _draw_footnote(fig, layout, layout.foot_file)
     place_labels(fig, labels)
     return tuple(infos)
 

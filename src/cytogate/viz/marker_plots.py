@@ -25,6 +25,7 @@ from cytogate.viz.figure import (
     fmt_num,
     fmt_pct,
     new_figure,
+    with_text_style,
     wrap_text,
 )
 
@@ -131,6 +132,7 @@ def marker_static(layout: MarkerLayout) -> Figure:
     return fig
 
 
+@with_text_style
 def marker_figure(
     stained: EventView | GatingResult | FileOutcome,
     control: EventView | GatingResult | FileOutcome | None,
