@@ -192,7 +192,7 @@ def test_each_panel_holds_every_parent_event_and_gates_sit_on_their_populations(
         filled = hist.T > 0
         assert np.all(rgba[~filled] == 255)
         assert np.abs(rgba[filled].astype(int) - want[filled]).max() <= 1
-        assert image.get_extent() == [*info.x.limits, *info.y.limits]
+        assert tuple(image.get_extent()) == (*info.x.limits, *info.y.limits)
         n = hist.shape[0]
         (x0, x1), (y0, y1) = info.x.limits, info.y.limits
         xc = x0 + (np.arange(n) + 0.5) * (x1 - x0) / n

@@ -152,3 +152,32 @@ def test_png_encoder_round_trips_through_pillow(tmp_path):
     assert encode_png(pixels, dpi=150) == path.read_bytes()  # deterministic
     with pytest.raises(ValueError, match="uint8"):
         encode_png(pixels.astype(np.float32))
+
+
+def test_density_image_draws_the_pixels_matplotlib_draws():
+    """BinImage (bin lookup) against imshow (Agg's resampler) of the same bins."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from cytogate.viz.density_image import BinImage
+
+    rgba = np.random.default_rng(0).integers(0, 256, size=(97, 128, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    pixels = []
+    for ours in (False, True):
+        fig = Figure(figsize=(2.75, 2.4), dpi=150)
+        FigureCanvasAgg(fig)
+        ax = fig.add_axes((0.13, 0.11, 0.8, 0.8))
+        ax.set_xlim(-0.1, 1.0)
+        ax.set_ylim(0.0, 1.0)
+        extent = (-0.1, 1.0, 0.0, 1.0)
+        if ours:
+            image = BinImage(ax, origin="lower", extent=extent, interpolation="nearest")
+            image.set_data(rgba)
+            ax.add_image(image)
+        else:
+            ax.imshow(rgba, origin="lower", extent=extent, aspect="auto", interpolation="nearest")
+        fig.canvas.draw()
+        pixels.append(np.asarray(fig.canvas.buffer_rgba()).copy())
+    differ = np.any(pixels[0] != pixels[1], axis=2)
+    assert differ.mean() < 0.01  # a pixel row or column at some bin edges, no more
