@@ -49,7 +49,7 @@ def make_sample(
         path=Path(name).absolute(),
         sha256="0" * 64,
         version="3.1",
-        events=events,
+        data=events,
         channels=channels,
         keywords={"$PAR": str(p), "$TOT": str(events.shape[0])},
         spillover=spillover,

@@ -671,13 +671,13 @@ def _compensate(
     choice = tmpl.compensation if override is None else override
     if isinstance(choice, str):
         if choice == "none":
-            return Compensation(sample.events, [], None), "none", None
+            return Compensation(sample.data, [], None), "none", None
         if choice == "file":
             if sample.spillover is None:
                 if sample.spillover_error:
                     raise GatingError(f"{sample.path.name}: {sample.spillover_error}")
                 return (
-                    Compensation(sample.events, [], None),
+                    Compensation(sample.data, [], None),
                     "none (the file has no spillover keyword)",
                     None,
                 )
@@ -713,6 +713,6 @@ def _compensation(
     sample: Sample, columns: list[int], matrix: pd.DataFrame, note: str
 ) -> Compensation:
     try:
-        return Compensation(sample.events, columns, matrix.to_numpy(dtype=np.float64))
+        return Compensation(sample.data, columns, matrix.to_numpy(dtype=np.float64))
     except np.linalg.LinAlgError as exc:
         raise GatingError(f"{sample.path.name}: spillover ({note}) is singular: {exc}") from exc

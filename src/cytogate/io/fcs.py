@@ -77,7 +77,10 @@ __all__ = ["FCSError", "Sample", "read_fcs", "read_fcs_bytes", "read_keywords"]
 class Sample:
     """One data set of an FCS file, decoded.
 
-    ``events`` is float64, C-contiguous and read-only (several analyses may share one Sample).
+    ``data`` holds the values as decoded, read-only: float32 when the file stores float32
+    (``$DATATYPE F``), else float64. ``events`` is the same values as float64, C-contiguous and
+    read-only (several analyses may share one Sample), widened on first use; ``column(j)``
+    widens one channel only, which is what gating needs.
     ``channels`` has one row per column of ``events`` with columns n, pnn, pns, pnr, pnb, pne,
     png. ``warnings`` lists everything that was tolerated or repaired while reading, so a
     pipeline can surface it instead of silently trusting an odd file.
@@ -86,7 +89,7 @@ class Sample:
     path: Path
     sha256: str
     version: str
-    events: np.ndarray
+    data: np.ndarray
     channels: pd.DataFrame
     keywords: dict[str, str]
     spillover: pd.DataFrame | None
@@ -102,17 +105,38 @@ class Sample:
     #: them must not be gated (see :attr:`finite_mask`).
     nonfinite: Mapping[str, int] = field(default_factory=dict)
 
+    @property
+    def events(self) -> np.ndarray:
+        """Every channel as float64 (n_events x n_channels), C-contiguous and read-only;
+        widened from :attr:`data` on first use and kept."""
+        wide = self.__dict__.get("_events")
+        if wide is None:
+            wide = self.data
+            if wide.dtype != np.float64:
+                wide = np.ascontiguousarray(wide, dtype=np.float64)
+                wide.flags.writeable = False
+            object.__setattr__(self, "_events", wide)  # a cache, not state: frozen otherwise
+        return wide
+
+    def column(self, index: int) -> np.ndarray:
+        """Channel ``index`` as float64: a view of :attr:`events` once widened (or when the
+        data is float64), else this channel alone widened, without widening the others."""
+        wide = self.__dict__.get("_events")
+        if wide is not None or self.data.dtype == np.float64:
+            return self.events[:, index]
+        return self.data[:, index].astype(np.float64)
+
     def finite_mask(self, columns: Sequence[int] | None = None) -> np.ndarray:
         """Events whose values are finite in ``columns`` (default: every channel)."""
         if not self.nonfinite:
             return np.ones(self.n_events, dtype=bool)
-        data = self.events if columns is None else self.events[:, list(columns)]
+        data = self.data if columns is None else self.data[:, list(columns)]
         return np.isfinite(data).all(axis=1)
 
     @property
     def n_events(self) -> int:
         """Number of events (rows of :attr:`events`)."""
-        return int(self.events.shape[0])
+        return int(self.data.shape[0])
 
     @property
     def channel_names(self) -> list[str]:
@@ -141,7 +165,7 @@ class Sample:
     def __repr__(self) -> str:
         return (
             f"Sample({str(self.path)!r}, FCS{self.version}, {self.n_events} events x "
-            f"{self.events.shape[1]} channels, data_sets={self.data_sets}, "
+            f"{self.data.shape[1]} channels, data_sets={self.data_sets}, "
             f"warnings={len(self.warnings)})"
         )
 
@@ -292,7 +316,7 @@ def _read(
         path=resolved,
         sha256=digest.hexdigest(),
         version=meta.version,
-        events=events,
+        data=events,
         channels=channels,
         keywords=meta.keywords,
         spillover=spill.matrix,

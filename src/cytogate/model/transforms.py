@@ -366,10 +366,15 @@ class Compensation:
     BLOCK_ROWS = 8192
 
     def column(self, index: int) -> np.ndarray:
-        """Compensated values of ``events[:, index]`` (read-only view or cached array)."""
+        """Compensated values of ``events[:, index]`` as float64 (a read-only view of float64
+        events, or a cached array: float32 events are widened here, one channel at a time)."""
         position = self._position.get(index)
         if position is None or self._inverse is None:
-            return self._events[:, index]
+            if self._events.dtype == np.float64:
+                return self._events[:, index]
+            if index not in self._cache:
+                self._cache[index] = self._events[:, index].astype(np.float64)
+            return self._cache[index]
         if index not in self._cache:
             self._cache[index] = self._weighted_sum(self._inverse[:, position])
         return self._cache[index]
@@ -383,6 +388,7 @@ class Compensation:
         order, changing the last bits of every MFI. Block by block of rows, so the strided
         columns are read from memory once and the partial sums stay in the cache; the same
         additions in the same order as the whole-column sum, so the values are bit-identical.
+        float32 events are widened inside the products (exactly), as if widened first.
         """
         events, columns = self._events, self._columns
         n = events.shape[0]
