@@ -21,6 +21,7 @@ from cytogate.gating.external import ExternalTemplate
 from cytogate.gating.fitting.base import FitError, empty_gate, sample_indices
 from cytogate.gating.gates import (
     GRID_MIN_POINTS,
+    AxisCells,
     Boolean,
     Geometry,
     PointGrid,
@@ -531,6 +532,7 @@ class _ParentPoints:
         self._grids: dict[tuple[str, tuple[str, ...]], PointGrid | None] = {}
         self._all_finite = all_finite  # no event excluded for NaN/inf: columns have finite extents
         self._full_grids: dict[tuple[str, ...], PointGrid | None] = {}
+        self._axes: dict[str, AxisCells | None] = {}
         self._counts: dict[str, int] = {}
 
     def full_grid(self, parent: str, parent_mask: np.ndarray, dims: tuple[str, ...]):
@@ -545,9 +547,15 @@ class _ParentPoints:
         if 4 * self._counts[parent] < n:
             return None
         if dims not in self._full_grids:
-            x, y = (self._scaled[d] for d in dims)
-            self._full_grids[dims] = PointGrid.of_columns(x, y)
+            ax, ay = (self._axis(d) for d in dims)
+            grid = None if ax is None or ay is None else PointGrid.of_axes(ax, ay)
+            self._full_grids[dims] = grid
         return self._full_grids[dims]
+
+    def _axis(self, dim: str) -> AxisCells | None:
+        if dim not in self._axes:  # one quantisation per dimension, shared by its grids
+            self._axes[dim] = PointGrid.axis(self._scaled[dim])
+        return self._axes[dim]
 
     def get(
         self, parent: str, parent_mask: np.ndarray, dims: tuple[str, ...]
