@@ -533,6 +533,7 @@ class _ParentPoints:
         self._all_finite = all_finite  # no event excluded for NaN/inf: columns have finite extents
         self._full_grids: dict[tuple[str, ...], PointGrid | None] = {}
         self._axes: dict[str, AxisCells | None] = {}
+        self._bounded: dict[tuple[str, tuple[str, ...], int], tuple[np.ndarray, int]] = {}
         self._counts: dict[str, int] = {}
 
     def full_grid(self, parent: str, parent_mask: np.ndarray, dims: tuple[str, ...]):
@@ -580,7 +581,18 @@ class _ParentPoints:
         self, parent: str, parent_mask: np.ndarray, dims: tuple[str, ...], limit: int
     ) -> tuple[np.ndarray, int]:
         """(at most ``limit`` of the parent's points, evenly spaced; how many it has), gathering
-        only those unless every point is already at hand."""
+        only those unless every point is already at hand. Read-only and kept: sibling gates
+        fitted on one parent and dimensions (a leukocyte map's populations) share them."""
+        memo = (parent, dims, limit)
+        if memo not in self._bounded:
+            points, total = self._gather_bounded(parent, parent_mask, dims, limit)
+            points.flags.writeable = False
+            self._bounded[memo] = (points, total)
+        return self._bounded[memo]
+
+    def _gather_bounded(
+        self, parent: str, parent_mask: np.ndarray, dims: tuple[str, ...], limit: int
+    ) -> tuple[np.ndarray, int]:
         key = (parent, dims)
         if key in self._cache:
             index, points = self._cache[key]
