@@ -77,10 +77,11 @@ __all__ = ["FCSError", "Sample", "read_fcs", "read_fcs_bytes", "read_keywords"]
 class Sample:
     """One data set of an FCS file, decoded.
 
-    ``data`` holds the values as decoded, read-only: float32 when the file stores float32
-    (``$DATATYPE F``), else float64. ``events`` is the same values as float64, C-contiguous and
-    read-only (several analyses may share one Sample), widened on first use; ``column(j)``
-    widens one channel only, which is what gating needs.
+    ``data`` holds the values as decoded, read-only, in native byte order (possibly unaligned,
+    read in place): float32 when the file stores float32 (``$DATATYPE F``), else float64.
+    ``events`` is the same values as float64, C-contiguous and read-only (several analyses may
+    share one Sample), widened on first use; ``column(j)`` widens one channel only, which is
+    what gating needs.
     ``channels`` has one row per column of ``events`` with columns n, pnn, pns, pnr, pnb, pne,
     png. ``warnings`` lists everything that was tolerated or repaired while reading, so a
     pipeline can surface it instead of silently trusting an odd file.
