@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import pickle
 import time
 import warnings
 from pathlib import Path
@@ -254,6 +255,8 @@ def test_sha256_path_and_events_contract(tmp_path: Path, monkeypatch: pytest.Mon
     sample = read_fcs(DIVA.name)  # relative path: stored resolved and absolute
     assert sample.path == DIVA.resolve() and sample.path.is_absolute()
     assert sample.sha256 == hashlib.sha256(DIVA.read_bytes()).hexdigest()
+    # the digest (hashed in a thread while the file is decoded) pickles as its value
+    assert pickle.loads(pickle.dumps(sample.digest)).hexdigest() == sample.sha256
     assert sample.events.dtype == np.float64 and sample.events.flags.c_contiguous
     assert not sample.events.flags.writeable
     assert sample.events is sample.events  # widened once, then kept

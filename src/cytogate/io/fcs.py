@@ -62,6 +62,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -70,7 +71,7 @@ from cytogate.errors import FCSError
 from cytogate.io.fcs_data import count_nonfinite, decode_data
 from cytogate.io.fcs_text import HEADER_LEN, FCSCause, parse_meta, walk_chain
 
-__all__ = ["FCSError", "Sample", "read_fcs", "read_fcs_bytes", "read_keywords"]
+__all__ = ["FCSError", "FileDigest", "Sample", "read_fcs", "read_fcs_bytes", "read_keywords"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,7 +89,7 @@ class Sample:
     """
 
     path: Path
-    sha256: str
+    digest: FileDigest  # of the whole file; see :attr:`sha256`
     version: str
     data: np.ndarray
     channels: pd.DataFrame
@@ -105,6 +106,11 @@ class Sample:
     #: Non-finite (NaN/inf) values per channel label, only channels that have any; events with
     #: them must not be gated (see :attr:`finite_mask`).
     nonfinite: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 (hex) of the file's bytes, as read (waits for the hashing thread)."""
+        return self.digest.hexdigest()
 
     @property
     def events(self) -> np.ndarray:
@@ -211,7 +217,7 @@ def read_fcs_bytes(
 
 
 def _read_checked(resolved: Path, label: str, buf: bytes, data_set: int, scale: bool) -> Sample:
-    digest = _Sha256InBackground(buf)
+    digest = FileDigest(buf)
     try:
         return _read(resolved, label, buf, digest, data_set, scale)
     except FCSCause as exc:
@@ -224,11 +230,14 @@ def _read_checked(resolved: Path, label: str, buf: bytes, data_set: int, scale: 
         ) from exc
 
 
-class _Sha256InBackground:
-    """SHA-256 of a file's bytes, computed in a thread while the DATA segment is decoded.
+class FileDigest:
+    """SHA-256 of a file's bytes, computed in a thread while the file is decoded and gated.
 
-    Hashing a 40 MB file costs about as much as decoding it; hashlib releases the GIL, so on
-    a multi-core machine the two overlap. Small files are hashed inline (a thread costs more).
+    Hashing a 40 MB file costs more than decoding it; hashlib releases the GIL, so on a
+    multi-core machine the hash overlaps the decoding and the gating, and whoever first asks
+    for :attr:`Sample.sha256` (the batch, recording the outcome) waits only for what is left.
+    Small files are hashed inline (a thread costs more). ``FileDigest.known(hex)`` wraps a
+    digest already at hand.
     """
 
     _THREAD_ABOVE = 1 << 20
@@ -242,6 +251,12 @@ class _Sha256InBackground:
             self._thread = threading.Thread(target=self._run, args=(buf,), daemon=True)
             self._thread.start()
 
+    @classmethod
+    def known(cls, hexdigest: str) -> FileDigest:
+        digest = cls(b"")
+        digest._digest = hexdigest
+        return digest
+
     def _run(self, buf: bytes) -> None:
         self._digest = hashlib.sha256(buf).hexdigest()
 
@@ -250,6 +265,9 @@ class _Sha256InBackground:
             self._thread.join()
         assert self._digest is not None
         return self._digest
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled as the digest itself (no thread)
+        return (FileDigest.known, (self.hexdigest(),))
 
 
 def read_keywords(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -287,7 +305,7 @@ def _read(
     resolved: Path,
     label: str,
     buf: bytes,
-    digest: _Sha256InBackground,
+    digest: FileDigest,
     data_set: int,
     scale: bool,
 ) -> Sample:
@@ -315,7 +333,7 @@ def _read(
     events.flags.writeable = False
     return Sample(
         path=resolved,
-        sha256=digest.hexdigest(),
+        digest=digest,
         version=meta.version,
         data=events,
         channels=channels,
