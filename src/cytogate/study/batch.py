@@ -35,7 +35,7 @@ from cytogate.study.design import (
 )
 from cytogate.study.executors import JobFailed, default_jobs, run_jobs
 from cytogate.study.outcome import FileOutcome, GroupOutput, failed_outcome
-from cytogate.study.outcome_spill import OutcomeSpill
+from cytogate.study.outcome_spill import HeldOutput, OutcomeSpill
 from cytogate.study.spreadsheet import neutralise_formulas
 from cytogate.study.timeline import mark
 from cytogate.study.worker import process_group, process_patient, sample_record
@@ -239,7 +239,7 @@ def _gate_all(
         warm=("scipy.stats",),  # the paired statistics' import, off the serial path
         preload=WORKER_IMPORTS,
         cost=_input_bytes,
-        keep=spill.hold,  # the outcomes go to disk as they arrive; the table rows stay
+        keep=spill.hold,  # outcomes to disk as they arrive; the table rows kept, pickled
     )
     outputs += [spill.hold(_unreadable_output(p, why)) for p, why in design.unreadable]
     gated = time.perf_counter()
@@ -484,7 +484,7 @@ def _check_config_against_template(cfg: RunConfig, tmpl: Template) -> None:
 
 
 def _assemble(
-    outputs: list[GroupOutput], design: Design, cfg: RunConfig, spill: OutcomeSpill
+    outputs: Sequence[HeldOutput], design: Design, cfg: RunConfig, spill: OutcomeSpill
 ) -> BatchResult:
     import pandas as pd
 
@@ -606,7 +606,7 @@ def _provenance(
     cfg: RunConfig,
     design: Design,
     result: BatchResult,
-    outputs: list[GroupOutput],
+    outputs: Sequence[HeldOutput],
     jobs: int,
     timings: dict[str, float],
 ) -> dict[str, Any]:
