@@ -11,6 +11,7 @@ no timing goes into the tables, so a second run over the same folder writes iden
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -35,7 +36,7 @@ from cytogate.study.design import (
 )
 from cytogate.study.executors import JobFailed, default_jobs, run_jobs
 from cytogate.study.outcome import FileOutcome, GroupOutput, failed_outcome
-from cytogate.study.outcome_spill import HeldOutput, OutcomeSpill
+from cytogate.study.outcome_spill import HeldOutput, OutcomeSpill, pack_result
 from cytogate.study.spreadsheet import neutralise_formulas
 from cytogate.study.timeline import mark
 from cytogate.study.worker import process_group, process_patient, sample_record
@@ -228,7 +229,7 @@ def _gate_all(
         jobs_list, worker = list(groups), process_group
     per_file = time_limit if time_limit is not None else cfg.file_time_limit_s
     outputs = run_jobs(
-        worker,
+        functools.partial(pack_result, worker),  # results pickled in the worker, kept as bytes
         jobs_list,
         n_jobs,
         args=(tmpl, cfg),

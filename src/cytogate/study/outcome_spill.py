@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
@@ -50,18 +50,17 @@ class OutcomeSpill:
         # the folder goes with the last object that can read it (this one or its sequences)
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.folder, True)
 
-    def hold(self, output: GroupOutput) -> HeldOutput:
+    def hold(self, output: GroupOutput | PackedOutput) -> HeldOutput:
         """Write ``output``'s outcomes to disk; return what the parent keeps of it."""
-        held = HeldOutput.of(output)
-        if not output.outcomes:
-            return held
+        packed = output if isinstance(output, PackedOutput) else PackedOutput.pack(output)
+        if not packed.keys:
+            return packed.held
         part = self._parts
         self._parts += 1
-        with open(self.folder / f"{part}.pkl", "wb") as fh:
-            pickle.dump(output.outcomes, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        for pos, outcome in enumerate(output.outcomes):
-            self._where[(outcome.name, outcome.tube)] = (part, pos)  # the last one, as before
-        return held
+        (self.folder / f"{part}.pkl").write_bytes(packed.outcomes)
+        for pos, key in enumerate(packed.keys):
+            self._where[key] = (part, pos)  # a file named twice: the last one, as before
+        return packed.held
 
     def sequence(self, keys: Iterable[tuple[str, str]]) -> SpilledOutcomes:
         """The outcomes of the files ``keys`` ((name, tube), e.g. samples.csv's order)."""
@@ -107,6 +106,34 @@ class HeldOutput:
     @property
     def markers(self) -> tuple[dict[str, Any], ...]:
         return pickle.loads(self.rows)[2]
+
+
+@dataclass(frozen=True)
+class PackedOutput:
+    """A worker's result pickled in the worker (:func:`pack_result`): the parent receives two
+    bytes objects and writes the outcomes to disk as they are, instead of rebuilding ~200 KB
+    of objects per file only to pickle them again while the workers need the cores."""
+
+    held: HeldOutput
+    outcomes: bytes  # pickled tuple[FileOutcome, ...]
+    keys: tuple[tuple[str, str], ...]  # (name, tube) of each outcome, in order
+
+    @staticmethod
+    def pack(output: GroupOutput) -> PackedOutput:
+        return PackedOutput(
+            HeldOutput.of(output),
+            pickle.dumps(output.outcomes, protocol=pickle.HIGHEST_PROTOCOL),
+            tuple((o.name, o.tube) for o in output.outcomes),
+        )
+
+    @property
+    def samples(self) -> tuple[dict[str, Any], ...]:  # what progress reports show
+        return self.held.samples
+
+
+def pack_result(func: Callable[..., GroupOutput], item: Any, *args: Any) -> PackedOutput:
+    """``func(item, *args)``, packed where it ran (use as ``partial(pack_result, func)``)."""
+    return PackedOutput.pack(func(item, *args))
 
 
 class SpilledOutcomes(Sequence[FileOutcome]):
