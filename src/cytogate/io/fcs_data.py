@@ -104,9 +104,17 @@ def decode_data(
             )
     else:
         dtype = np.dtype(f"{order}f{widths[0]}")
-        raw = np.frombuffer(buf, dtype=dtype, count=tot * n_par, offset=start)
-        with np.errstate(invalid="ignore"):  # a signalling NaN in the data is kept, as NaN
-            events = raw.reshape(tot, n_par).astype(np.float64)
+        raw = np.frombuffer(buf, dtype=dtype, count=tot * n_par, offset=start).reshape(tot, n_par)
+        # Kept at the file's own precision (float32 for $DATATYPE F): widening every value to
+        # float64 up front cost a third of reading a file; Sample.events widens on first use,
+        # gating widens only the channels it uses. Big-endian DATA is byte-swapped in one copy;
+        # unaligned native DATA is used in place (numpy reads it a few % slower than aligned,
+        # copying it to align would cost more than every later read together).
+        if raw.dtype.isnative:
+            events = raw
+        else:
+            with np.errstate(invalid="ignore"):  # a signalling NaN in the data is kept, as NaN
+                events = raw.astype(raw.dtype.newbyteorder("="))
 
     if scale:
         _scale(events, table, datatype, notes)
