@@ -681,7 +681,7 @@ def _scale_into(result: GatingResult, dim: str, marker: ResolvedMarker) -> None:
     if scale.kind == "auto":  # fitted to this file's values (docs/channels_and_scales.md)
         scale = estimate_scale(sample, marker.index).to_scale()
     result.scales[dim] = scale
-    result.scaled[dim] = scale.apply(result._comp.column(marker.index), pnr)
+    result.scaled[dim] = scale.apply(result._comp.for_scaling(marker.index), pnr)
 
 
 def _compensate(
