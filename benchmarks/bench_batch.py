@@ -226,7 +226,12 @@ def setup(args: argparse.Namespace) -> dict[str, Any]:
 
     run, small = prepare_runs(args.run, args.patients, args.events, args.seed)
     rows = manifest_rows(run)
-    template, bridge_s, gate_s = build_strategies(run, rows, args.strategies)
+    if str(args.strategies) == "-":  # no FlowKit rows (--sections without main)
+        from cytogate.study.design import load_config
+
+        template, bridge_s, gate_s = load_config(run).template, 0.0, 0.0
+    else:
+        template, bridge_s, gate_s = build_strategies(run, rows, args.strategies)
     return {
         "template": template,
         "run": str(run),
@@ -313,6 +318,10 @@ def measure(
             ["--cache-events"] if config.cache_events else []
         )
     env = {**os.environ, **config.env}
+    timeline_path = scratch / "timeline.jsonl"
+    timeline_path.unlink(missing_ok=True)
+    if config.tool == "cytogate":
+        env["CYTOGATE_TIMELINE"] = str(timeline_path)  # cytogate.study.timeline
     busy0, self0 = _busy_seconds(), _cpu(resource.getrusage(resource.RUSAGE_SELF))
     children0 = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN))
     start = time.perf_counter()
@@ -332,6 +341,8 @@ def measure(
         others = max(0.0, (busy1 - busy0) - cpu_tree - (self1 - self0)) / process_wall
     if config.tool == "cytogate":
         report["populations"] = read_populations(out / "populations.csv")
+        if timeline_path.is_file():
+            report["timeline"] = timeline_summary(timeline_path)
         wall = process_wall
     else:
         wall = report["loop_s"]
@@ -344,6 +355,85 @@ def measure(
         rss_tree_mb=tree_peak,
         others=others,
         report=report,
+    )
+
+
+#: the parent's marks (cytogate.study.timeline) in the order a run passes them
+PHASES = (
+    ("process started", "cli main", "interpreter start"),
+    ("cli main", "run_batch", "imports: click, pipeline, template code"),
+    ("run_batch", "design read", "config, template, design"),
+    ("design read", "markers checked", "marker check (keywords of each stained file)"),
+    ("markers checked", "preloaded", "worker imports in the parent (sklearn, ...)"),
+    ("preloaded", "workers forked", "fork the workers"),
+    ("all jobs done", "tables assembled", "tables + paired statistics"),
+    ("tables assembled", "tables written", "write tables and run.json"),
+    ("tables written", "exit", "publish the set, exit"),
+)
+
+
+def timeline_summary(path: Path) -> dict[str, Any]:
+    """Where one run's wall time went, from its ``CYTOGATE_TIMELINE`` file."""
+    marks = sorted(
+        (json.loads(line) for line in path.read_text().splitlines() if line.strip()),
+        key=lambda m: m["t"],
+    )
+    parent = {m["event"]: m["t"] for m in marks if m["who"] == "parent"}
+    t0 = parent.get("process started", marks[0]["t"])
+    starts = [m for m in marks if m["event"] == "task start"]
+    ends = [m for m in marks if m["event"] == "task end"]
+    first, last = min(m["t"] for m in starts), max(m["t"] for m in ends)
+    phases = [
+        (label, parent[b] - parent[a]) for a, b, label in PHASES if a in parent and b in parent
+    ]
+    workers: dict[int, dict[str, float]] = {}
+    begun: dict[tuple[int, int], float] = {}
+    for m in marks:
+        if m["event"] == "task start":
+            begun[(m["pid"], m["task"])] = m["t"]
+        elif m["event"] == "task end":
+            w = workers.setdefault(m["pid"], {"tasks": 0, "busy_s": 0.0, "last_end": 0.0})
+            w["tasks"] += 1
+            w["busy_s"] += m["t"] - begun[(m["pid"], m["task"])]
+            w["last_end"] = max(w["last_end"], m["t"] - t0)
+    rss = [m["rss_mb"] for m in marks if m["who"] == "parent" and m.get("rss_mb")]
+    return {
+        "total_s": parent.get("exit", last) - t0,
+        "before_first_task_s": first - t0,
+        "gating_span_s": last - first,
+        "after_last_task_s": parent.get("exit", last) - last,
+        "phases": phases,
+        "workers": {str(k): v for k, v in workers.items()},
+        "parent_rss_mb": {
+            "at workers forked": next(
+                (m["rss_mb"] for m in marks if m["event"] == "workers forked"), None
+            ),
+            "at all jobs done": next(
+                (m["rss_mb"] for m in marks if m["event"] == "all jobs done"), None
+            ),
+            "max": max(rss) if rss else None,
+        },
+    }
+
+
+def print_timeline(label: str, t: dict[str, Any]) -> None:
+    print(
+        f"  {label}: {t['total_s']:.2f} s = {t['before_first_task_s']:.2f} s before the first "
+        f"task + {t['gating_span_s']:.2f} s first task start -> last task end + "
+        f"{t['after_last_task_s']:.2f} s after it"
+    )
+    print("    " + "; ".join(f"{name} {sec:.2f} s" for name, sec in t["phases"]))
+    span = t["gating_span_s"] or float("nan")
+    for pid, w in t["workers"].items():
+        print(
+            f"    worker {pid}: {w['tasks']} tasks, busy {w['busy_s']:.2f} s "
+            f"({100 * w['busy_s'] / span:.0f}% of the span), last task ended at "
+            f"{w['last_end']:.2f} s"
+        )
+    r = t["parent_rss_mb"]
+    print(
+        f"    parent RSS: {r['at workers forked']} MB when the workers were forked, "
+        f"{r['at all jobs done']} MB when all jobs were done, {r['max']} MB max"
     )
 
 
@@ -493,6 +583,43 @@ def run_child(mode: str, scratch: Path, **options: Any) -> dict[str, Any]:
     return json.loads(report.read_text())
 
 
+def scaling_section(run: Path, scratch: Path, repeats: int) -> dict[str, Any]:
+    """``--jobs 1`` against ``--jobs 2`` alone (no FlowKit rows), alternating, with the
+    timeline of each: where the serial time goes and how busy each worker is."""
+    configs = CONFIGS[:2]
+    runs: dict[str, list[Measured]] = {c.label: [] for c in configs}
+    load = os.getloadavg()[0]
+    for i in range(repeats):
+        for config in configs if i % 2 == 0 else configs[::-1]:
+            runs[config.label].append(measure(config, run, scratch, Path("-")))
+    wall = {k: statistics.median(m.wall for m in v) for k, v in runs.items()}
+    cpu = {k: statistics.median(m.cpu for m in v) for k, v in runs.items()}
+    one, two = (wall[c.label] for c in configs)
+    print(
+        f"\n--jobs scaling alone (median of {repeats}): --jobs 1 {one:.2f} s (CPU "
+        f"{cpu[configs[0].label]:.1f} s), --jobs 2 {two:.2f} s (CPU {cpu[configs[1].label]:.1f} "
+        f"s) = x{one / two:.2f} (goal >= 1.8x); load average {load:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after"
+    )
+    print("timeline (median run of each):")
+    timelines = {}
+    for config in configs:
+        ordered = sorted(runs[config.label], key=lambda m: m.wall)
+        tl = ordered[len(ordered) // 2].report.get("timeline")
+        if tl:
+            print_timeline(config.label, tl)
+            timelines[config.label] = tl
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "ratio": one / two,
+        "rss_parent_mb": {k: max(m.rss_self_mb for m in v) for k, v in runs.items()},
+        "rss_worker_mb": max(m.rss_workers_mb for m in runs[configs[1].label]),
+        "timeline": timelines,
+        "load": [load, os.getloadavg()[0]],
+    }
+
+
 def thousand_section(args: argparse.Namespace, workdir: Path, scratch: Path) -> dict[str, Any]:
     patients = max(1, -(-args.thousand // 12))
     run = workdir / f"run_{patients}x12_{args.thousand_events}"
@@ -628,7 +755,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--thousand-events", type=int, default=2000, help="events per file there")
     parser.add_argument("--no-dask", action="store_true", help="skip the Dask LocalCluster run")
     parser.add_argument(
-        "--sections", default="main,thousand,dask", help="which of main,thousand,dask to run"
+        "--sections",
+        default="main,thousand,dask",
+        help="which of main,scaling,thousand,dask to run (scaling: --jobs 1 vs 2 alone)",
     )
     parser.add_argument(
         "--summary", type=Path, default=None, help="also write the figures as JSON (bench_all)"
@@ -649,7 +778,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             strategies, report = scratch / "strategies.pkl", scratch / "setup.json"
             cmd = [sys.executable, __file__, "--child", "setup", "--run", str(workdir)]
-            cmd += ["--strategies", str(strategies), "--report", str(report)]
+            sections = set(args.sections.split(","))
+            if args.no_dask:
+                sections.discard("dask")
+            flowkit = "main" in sections
+            cmd += ["--strategies", str(strategies) if flowkit else "-", "--report", str(report)]
             cmd += ["--patients", str(args.patients), "--events", str(args.events)]
             if args.seed is not None:
                 cmd += ["--seed", str(args.seed)]
@@ -666,10 +799,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.repeats} runs\n"
             )
             summary: dict[str, Any] = {"files": n_files, "events": args.events}
-            sections = set(args.sections.split(","))
-            if args.no_dask:
-                sections.discard("dask")
             same = True
+            if "scaling" in sections:
+                summary["scaling"] = scaling_section(run, scratch, args.repeats)
             if "main" in sections:
                 results: dict[str, list[Measured]] = {c.label: [] for c in CONFIGS}
                 for i in range(args.repeats):
@@ -691,6 +823,12 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 summary["load"] = os.getloadavg()
                 print_notes(results, info["bridge_s"], info["gate_s"])
+                print(f"\ntimeline (last run of each; load average {os.getloadavg()[0]:.2f}):")
+                for config in CONFIGS[:2]:
+                    tl = results[config.label][-1].report.get("timeline")
+                    if tl:
+                        print_timeline(config.label, tl)
+                        summary.setdefault("timeline", {})[config.label] = tl
                 plotted = results[CONFIGS[0].label][-1].report.get("plots")
                 print(f"cytogate batch plots/report.html: {'drawn' if plotted else 'not drawn'}")
                 print("\nblast counts, cytogate populations.csv vs FlowKit:")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from hypothesis import settings
 
-from cytogate.io.fcs import Sample
+from cytogate.io.fcs import FileDigest, Sample
 
 DATA = Path(__file__).parent / "data"
 
@@ -47,9 +47,9 @@ def make_sample(
     )
     return Sample(
         path=Path(name).absolute(),
-        sha256="0" * 64,
+        digest=FileDigest.known("0" * 64),
         version="3.1",
-        events=events,
+        data=events,
         channels=channels,
         keywords={"$PAR": str(p), "$TOT": str(events.shape[0])},
         spillover=spillover,

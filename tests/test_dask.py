@@ -60,7 +60,7 @@ def kill_always(x: int) -> int:
     return x
 
 
-def test_dask_run_gives_the_same_tables_as_a_local_run(tmp_path, client):
+def test_dask_run_gives_the_same_tables_as_local_runs_on_one_and_two_workers(tmp_path, client):
     run = tmp_path / "run"
     run.mkdir()
     manifest = pd.read_csv(RUN42 / "manifest.csv")
@@ -69,12 +69,16 @@ def test_dask_run_gives_the_same_tables_as_a_local_run(tmp_path, client):
         shutil.copy(RUN42 / name, run / name)
     keep.to_csv(run / "manifest.csv", index=False)
     local = run_batch(run, jobs=1, out=tmp_path / "local")
+    run_batch(run, jobs=2, out=tmp_path / "local2")
     remote = run_batch(run, out=tmp_path / "dask", client=client)
     for name in ("samples", "populations", "markers", "timecourse", "stats"):
-        assert (tmp_path / "local" / f"{name}.csv").read_bytes() == (
-            tmp_path / "dask" / f"{name}.csv"
-        ).read_bytes(), name
+        serial = (tmp_path / "local" / f"{name}.csv").read_bytes()
+        assert serial == (tmp_path / "local2" / f"{name}.csv").read_bytes(), name
+        assert serial == (tmp_path / "dask" / f"{name}.csv").read_bytes(), name
     assert remote.run["scheduler"].startswith("tcp://") and local.exit_status == 0
+    # the outcomes came back from the cluster too, in the order of samples.csv
+    assert [o.name for o in remote.outcomes] == list(remote.samples["file"])
+    assert all(o.ok and o.gates for o in remote.outcomes)
 
 
 def test_lost_worker_task_is_retried(tmp_path, client):

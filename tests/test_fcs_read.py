@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import pickle
 import time
 import warnings
 from pathlib import Path
@@ -254,8 +255,13 @@ def test_sha256_path_and_events_contract(tmp_path: Path, monkeypatch: pytest.Mon
     sample = read_fcs(DIVA.name)  # relative path: stored resolved and absolute
     assert sample.path == DIVA.resolve() and sample.path.is_absolute()
     assert sample.sha256 == hashlib.sha256(DIVA.read_bytes()).hexdigest()
+    # the digest (hashed in a thread while the file is decoded) pickles as its value
+    assert pickle.loads(pickle.dumps(sample.digest)).hexdigest() == sample.sha256
     assert sample.events.dtype == np.float64 and sample.events.flags.c_contiguous
     assert not sample.events.flags.writeable
+    assert sample.events is sample.events  # widened once, then kept
+    assert sample.data.dtype == np.float32  # $DATATYPE F: not widened until asked
+    np.testing.assert_array_equal(sample.events, sample.data.astype(np.float64))
     assert "83411 events" in repr(sample)
 
 
@@ -459,6 +465,17 @@ def test_float_round_trip(
     expected = values.astype(np.float32) if datatype == "F" else values
     # float data are scale values already: no log, no gain
     np.testing.assert_array_equal(sample.events, expected.astype(np.float64))
+    # kept at the file's precision, in native byte order, whatever the file's order and
+    # DATA offset (unaligned native data is read in place); each column widened alone
+    # equals the widened matrix's column
+    if shape[0]:  # (no events: an empty float64 matrix)
+        assert sample.data.dtype == np.dtype(np.float32 if datatype == "F" else np.float64)
+    assert sample.data.dtype.isnative
+    assert not sample.data.flags.writeable
+    for j in range(shape[1]):
+        column = sample.column(j)
+        assert column.dtype == np.float64
+        np.testing.assert_array_equal(column, expected[:, j].astype(np.float64))
     assert any("claim log" in w for w in sample.warnings) == claim_log
 
 

@@ -811,9 +811,16 @@ def main() -> None:
     # One BLAS/OpenMP thread per process, set before numpy loads (the CLI imports it lazily):
     # threadpoolctl in each worker does not stop every spinning pool, and on a 24-file run
     # `--jobs 2` took 17.6 s without these and 5.6 s with them (benchmarks/bench_batch.py).
+    from cytogate.study import timeline
     from cytogate.study.executors import hold_native_threads_from_the_start
 
     hold_native_threads_from_the_start()
+    if timeline.enabled():  # CYTOGATE_TIMELINE: where a batch's wall time goes (diagnostic)
+        import atexit
+
+        timeline.mark("process started", t=timeline.process_start_time())
+        timeline.mark("cli main")
+        atexit.register(timeline.mark, "exit")
     cli(prog_name="cytogate")
 
 

@@ -21,6 +21,7 @@ from cytogate.gating.external import ExternalTemplate
 from cytogate.gating.fitting.base import FitError, empty_gate, sample_indices
 from cytogate.gating.gates import (
     GRID_MIN_POINTS,
+    AxisCells,
     Boolean,
     Geometry,
     PointGrid,
@@ -45,9 +46,11 @@ GateStatus = Literal["applied", "skipped"]
 
 #: A data-driven gate is fitted on at most this many of its parent's events: an evenly spaced,
 #: deterministic selection in acquisition order (the same on every run and worker), so a fit
-#: costs the same on a 10^7-event file as on a 2 x 10^5 one; the fitted geometry is then
+#: costs the same on a 10^7-event file as on a 10^5 one; the fitted geometry is then
 #: applied to every event. Recorded per gate in ``AppliedGate.diagnostics["fit_events"]``.
-FIT_EVENTS = 200_000
+#: 100,000: the leukocyte map bins at most that many (``MapSpec.subsample``) and a 1-D
+#: threshold's valley is placed to well under a bin with them; more only cost gathering time.
+FIT_EVENTS = 100_000
 
 
 def evenly_spaced(m: int, n: int) -> np.ndarray | None:
@@ -531,6 +534,8 @@ class _ParentPoints:
         self._grids: dict[tuple[str, tuple[str, ...]], PointGrid | None] = {}
         self._all_finite = all_finite  # no event excluded for NaN/inf: columns have finite extents
         self._full_grids: dict[tuple[str, ...], PointGrid | None] = {}
+        self._axes: dict[str, AxisCells | None] = {}
+        self._bounded: dict[tuple[str, tuple[str, ...], int], tuple[np.ndarray, int]] = {}
         self._counts: dict[str, int] = {}
 
     def full_grid(self, parent: str, parent_mask: np.ndarray, dims: tuple[str, ...]):
@@ -545,9 +550,15 @@ class _ParentPoints:
         if 4 * self._counts[parent] < n:
             return None
         if dims not in self._full_grids:
-            x, y = (self._scaled[d] for d in dims)
-            self._full_grids[dims] = PointGrid.of_columns(x, y)
+            ax, ay = (self._axis(d) for d in dims)
+            grid = None if ax is None or ay is None else PointGrid.of_axes(ax, ay)
+            self._full_grids[dims] = grid
         return self._full_grids[dims]
+
+    def _axis(self, dim: str) -> AxisCells | None:
+        if dim not in self._axes:  # one quantisation per dimension, shared by its grids
+            self._axes[dim] = PointGrid.axis(self._scaled[dim])
+        return self._axes[dim]
 
     def get(
         self, parent: str, parent_mask: np.ndarray, dims: tuple[str, ...]
@@ -572,7 +583,18 @@ class _ParentPoints:
         self, parent: str, parent_mask: np.ndarray, dims: tuple[str, ...], limit: int
     ) -> tuple[np.ndarray, int]:
         """(at most ``limit`` of the parent's points, evenly spaced; how many it has), gathering
-        only those unless every point is already at hand."""
+        only those unless every point is already at hand. Read-only and kept: sibling gates
+        fitted on one parent and dimensions (a leukocyte map's populations) share them."""
+        memo = (parent, dims, limit)
+        if memo not in self._bounded:
+            points, total = self._gather_bounded(parent, parent_mask, dims, limit)
+            points.flags.writeable = False
+            self._bounded[memo] = (points, total)
+        return self._bounded[memo]
+
+    def _gather_bounded(
+        self, parent: str, parent_mask: np.ndarray, dims: tuple[str, ...], limit: int
+    ) -> tuple[np.ndarray, int]:
         key = (parent, dims)
         if key in self._cache:
             index, points = self._cache[key]
@@ -659,7 +681,7 @@ def _scale_into(result: GatingResult, dim: str, marker: ResolvedMarker) -> None:
     if scale.kind == "auto":  # fitted to this file's values (docs/channels_and_scales.md)
         scale = estimate_scale(sample, marker.index).to_scale()
     result.scales[dim] = scale
-    result.scaled[dim] = scale.apply(result._comp.column(marker.index), pnr)
+    result.scaled[dim] = scale.apply(result._comp.for_scaling(marker.index), pnr)
 
 
 def _compensate(
@@ -671,13 +693,13 @@ def _compensate(
     choice = tmpl.compensation if override is None else override
     if isinstance(choice, str):
         if choice == "none":
-            return Compensation(sample.events, [], None), "none", None
+            return Compensation(sample.data, [], None), "none", None
         if choice == "file":
             if sample.spillover is None:
                 if sample.spillover_error:
                     raise GatingError(f"{sample.path.name}: {sample.spillover_error}")
                 return (
-                    Compensation(sample.events, [], None),
+                    Compensation(sample.data, [], None),
                     "none (the file has no spillover keyword)",
                     None,
                 )
@@ -713,6 +735,6 @@ def _compensation(
     sample: Sample, columns: list[int], matrix: pd.DataFrame, note: str
 ) -> Compensation:
     try:
-        return Compensation(sample.events, columns, matrix.to_numpy(dtype=np.float64))
+        return Compensation(sample.data, columns, matrix.to_numpy(dtype=np.float64))
     except np.linalg.LinAlgError as exc:
         raise GatingError(f"{sample.path.name}: spillover ({note}) is singular: {exc}") from exc

@@ -177,6 +177,15 @@ Geometry = Rectangle | Polygon | Ellipse | Quadrant | Boolean
 GRID_MIN_POINTS = 20_000  # below this the crossing test alone is cheaper than a grid
 
 
+@dataclass(frozen=True)
+class AxisCells:
+    """The cell (0..SIZE-1) of every value along one axis of a :class:`PointGrid`."""
+
+    lo: float
+    cell: float
+    index: np.ndarray  # int32
+
+
 class PointGrid:
     """2-D points quantised onto a ``SIZE`` x ``SIZE`` grid over their extent, built once per
     (parent, dimensions) and shared by every polygon evaluated on those points.
@@ -202,24 +211,31 @@ class PointGrid:
     @classmethod
     def of_columns(cls, x: np.ndarray, y: np.ndarray) -> PointGrid | None:
         """The grid of the points ``(x[i], y[i])``, or None (extent not finite and > 0)."""
-        lo = np.array([x.min(), y.min()]) if x.size else np.zeros(2)
-        hi = np.array([x.max(), y.max()]) if x.size else np.zeros(2)
-        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(hi > lo)):
-            return None
-        cell = (hi - lo) / cls.SIZE
-        flat = cls._cells(x, lo[0], cell[0])
-        flat *= cls.SIZE
-        flat += cls._cells(y, lo[1], cell[1])
-        return cls(lo, cell, flat)
+        ax, ay = cls.axis(x), cls.axis(y)
+        return None if ax is None or ay is None else cls.of_axes(ax, ay)
 
     @classmethod
-    def _cells(cls, v: np.ndarray, lo: float, cell: float) -> np.ndarray:
-        """Cell index (0..SIZE-1) of each value along one axis (int32)."""
-        scaled = v - lo
+    def axis(cls, v: np.ndarray) -> AxisCells | None:
+        """One axis quantised over its extent (None: extent not finite and > 0); an axis is
+        shared by every grid it is part of (SSC-A by FSC-A/SSC-A and CD45/SSC-A)."""
+        if not v.size:
+            return None
+        lo, hi = float(v.min()), float(v.max())
+        if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+            return None
+        cell = (hi - lo) / cls.SIZE
+        scaled = np.subtract(v, lo)  # >= 0: lo is the minimum
         scaled *= 1.0 / cell
-        index = scaled.astype(np.int32)
-        np.clip(index, 0, cls.SIZE - 1, out=index)
-        return index
+        index = scaled.astype(np.int32)  # (numpy converts to int32 several times faster)
+        np.minimum(index, cls.SIZE - 1, out=index)  # the maximum lies on the top edge
+        return AxisCells(lo, cell, index)
+
+    @classmethod
+    def of_axes(cls, ax: AxisCells, ay: AxisCells) -> PointGrid:
+        flat = ax.index * np.int32(cls.SIZE)
+        flat += ay.index
+        # intp: every polygon's lookup gathers by it, and an int32 index is cast per gather
+        return cls(np.array([ax.lo, ay.lo]), np.array([ax.cell, ay.cell]), flat.astype(np.intp))
 
     def polygon_membership(
         self,
@@ -254,7 +270,7 @@ class PointGrid:
         classes = _region_classes(boundary, first, lo, cell, verts, points_in_polygon)
         table = np.zeros((size, size), dtype=np.uint8)  # 0 outside, 1 inside, 2 boundary
         table[first[0] : last[0] + 1, first[1] : last[1] + 1] = classes
-        cls = table.ravel()[self.flat]
+        cls = np.take(table.ravel(), self.flat)
         inside = cls == 1
         on_edge = cls == 2
         if within is not None:

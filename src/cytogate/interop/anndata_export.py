@@ -43,10 +43,10 @@ def to_anndata(result: GatingResult, metadata: Mapping[str, str] | None = None) 
     from cytogate.errors import CytogateError
 
     sample = result.sample
-    n, n_channels = sample.events.shape
+    n, n_channels = sample.data.shape
     pnn = [str(v) for v in sample.channels["pnn"]]
     compensated = np.asarray(result.compensated, dtype=np.float64)
-    raw = np.asarray(sample.events, dtype=np.float32)
+    raw = np.asarray(sample.data, dtype=np.float32)
     marker_of = {r.index: m for m, r in result.markers.items() if r.index >= 0}
     transformed = np.empty((n, n_channels), dtype=np.float32)
     transform_text, spill = [], set()

@@ -504,7 +504,7 @@ def _compensation_for_values(
             matrix, note = sample.spillover, f"file spillover keyword ({ref})"
     if matrix is None:
         note = "per gate dimension, as the document defines (gating); values uncompensated"
-        return Compensation(sample.events, [], None), note, None
+        return Compensation(sample.data, [], None), note, None
     columns = [pnn.index(str(c)) for c in matrix.columns]
-    comp = Compensation(sample.events, columns, matrix.to_numpy(dtype=np.float64))
+    comp = Compensation(sample.data, columns, matrix.to_numpy(dtype=np.float64))
     return comp, note, matrix

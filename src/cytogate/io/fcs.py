@@ -62,6 +62,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -70,23 +71,27 @@ from cytogate.errors import FCSError
 from cytogate.io.fcs_data import count_nonfinite, decode_data
 from cytogate.io.fcs_text import HEADER_LEN, FCSCause, parse_meta, walk_chain
 
-__all__ = ["FCSError", "Sample", "read_fcs", "read_fcs_bytes", "read_keywords"]
+__all__ = ["FCSError", "FileDigest", "Sample", "read_fcs", "read_fcs_bytes", "read_keywords"]
 
 
 @dataclass(frozen=True, eq=False)
 class Sample:
     """One data set of an FCS file, decoded.
 
-    ``events`` is float64, C-contiguous and read-only (several analyses may share one Sample).
+    ``data`` holds the values as decoded, read-only, in native byte order (possibly unaligned,
+    read in place): float32 when the file stores float32 (``$DATATYPE F``), else float64.
+    ``events`` is the same values as float64, C-contiguous and read-only (several analyses may
+    share one Sample), widened on first use; ``column(j)`` widens one channel only, which is
+    what gating needs.
     ``channels`` has one row per column of ``events`` with columns n, pnn, pns, pnr, pnb, pne,
     png. ``warnings`` lists everything that was tolerated or repaired while reading, so a
     pipeline can surface it instead of silently trusting an odd file.
     """
 
     path: Path
-    sha256: str
+    digest: FileDigest  # of the whole file; see :attr:`sha256`
     version: str
-    events: np.ndarray
+    data: np.ndarray
     channels: pd.DataFrame
     keywords: dict[str, str]
     spillover: pd.DataFrame | None
@@ -102,17 +107,43 @@ class Sample:
     #: them must not be gated (see :attr:`finite_mask`).
     nonfinite: Mapping[str, int] = field(default_factory=dict)
 
+    @property
+    def sha256(self) -> str:
+        """SHA-256 (hex) of the file's bytes, as read (waits for the hashing thread)."""
+        return self.digest.hexdigest()
+
+    @property
+    def events(self) -> np.ndarray:
+        """Every channel as float64 (n_events x n_channels), C-contiguous and read-only;
+        widened from :attr:`data` on first use and kept."""
+        wide = self.__dict__.get("_events")
+        if wide is None:
+            wide = self.data
+            if wide.dtype != np.float64:
+                wide = np.ascontiguousarray(wide, dtype=np.float64)
+                wide.flags.writeable = False
+            object.__setattr__(self, "_events", wide)  # a cache, not state: frozen otherwise
+        return wide
+
+    def column(self, index: int) -> np.ndarray:
+        """Channel ``index`` as float64: a view of :attr:`events` once widened (or when the
+        data is float64), else this channel alone widened, without widening the others."""
+        wide = self.__dict__.get("_events")
+        if wide is not None or self.data.dtype == np.float64:
+            return self.events[:, index]
+        return self.data[:, index].astype(np.float64)
+
     def finite_mask(self, columns: Sequence[int] | None = None) -> np.ndarray:
         """Events whose values are finite in ``columns`` (default: every channel)."""
         if not self.nonfinite:
             return np.ones(self.n_events, dtype=bool)
-        data = self.events if columns is None else self.events[:, list(columns)]
+        data = self.data if columns is None else self.data[:, list(columns)]
         return np.isfinite(data).all(axis=1)
 
     @property
     def n_events(self) -> int:
         """Number of events (rows of :attr:`events`)."""
-        return int(self.events.shape[0])
+        return int(self.data.shape[0])
 
     @property
     def channel_names(self) -> list[str]:
@@ -141,7 +172,7 @@ class Sample:
     def __repr__(self) -> str:
         return (
             f"Sample({str(self.path)!r}, FCS{self.version}, {self.n_events} events x "
-            f"{self.events.shape[1]} channels, data_sets={self.data_sets}, "
+            f"{self.data.shape[1]} channels, data_sets={self.data_sets}, "
             f"warnings={len(self.warnings)})"
         )
 
@@ -186,7 +217,7 @@ def read_fcs_bytes(
 
 
 def _read_checked(resolved: Path, label: str, buf: bytes, data_set: int, scale: bool) -> Sample:
-    digest = _Sha256InBackground(buf)
+    digest = FileDigest(buf)
     try:
         return _read(resolved, label, buf, digest, data_set, scale)
     except FCSCause as exc:
@@ -199,11 +230,14 @@ def _read_checked(resolved: Path, label: str, buf: bytes, data_set: int, scale: 
         ) from exc
 
 
-class _Sha256InBackground:
-    """SHA-256 of a file's bytes, computed in a thread while the DATA segment is decoded.
+class FileDigest:
+    """SHA-256 of a file's bytes, computed in a thread while the file is decoded and gated.
 
-    Hashing a 40 MB file costs about as much as decoding it; hashlib releases the GIL, so on
-    a multi-core machine the two overlap. Small files are hashed inline (a thread costs more).
+    Hashing a 40 MB file costs more than decoding it; hashlib releases the GIL, so on a
+    multi-core machine the hash overlaps the decoding and the gating, and whoever first asks
+    for :attr:`Sample.sha256` (the batch, recording the outcome) waits only for what is left.
+    Small files are hashed inline (a thread costs more). ``FileDigest.known(hex)`` wraps a
+    digest already at hand.
     """
 
     _THREAD_ABOVE = 1 << 20
@@ -217,6 +251,12 @@ class _Sha256InBackground:
             self._thread = threading.Thread(target=self._run, args=(buf,), daemon=True)
             self._thread.start()
 
+    @classmethod
+    def known(cls, hexdigest: str) -> FileDigest:
+        digest = cls(b"")
+        digest._digest = hexdigest
+        return digest
+
     def _run(self, buf: bytes) -> None:
         self._digest = hashlib.sha256(buf).hexdigest()
 
@@ -225,6 +265,9 @@ class _Sha256InBackground:
             self._thread.join()
         assert self._digest is not None
         return self._digest
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled as the digest itself (no thread)
+        return (FileDigest.known, (self.hexdigest(),))
 
 
 def read_keywords(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -262,7 +305,7 @@ def _read(
     resolved: Path,
     label: str,
     buf: bytes,
-    digest: _Sha256InBackground,
+    digest: FileDigest,
     data_set: int,
     scale: bool,
 ) -> Sample:
@@ -290,9 +333,9 @@ def _read(
     events.flags.writeable = False
     return Sample(
         path=resolved,
-        sha256=digest.hexdigest(),
+        digest=digest,
         version=meta.version,
-        events=events,
+        data=events,
         channels=channels,
         keywords=meta.keywords,
         spillover=spill.matrix,

@@ -86,7 +86,7 @@ def estimate_scale(sample: Sample, channel: int | str) -> ScaleEstimate:
     index = channel if isinstance(channel, int) else sample.channel_index(channel)
     row = sample.channels.iloc[index]
     pnn, pnr = str(row["pnn"]), float(row["pnr"])
-    x = sample.events[:, index]
+    x = sample.column(index)
     x = x[np.isfinite(x)]
     if not (math.isfinite(pnr) and pnr > 0):
         pnr = float(np.max(x)) if x.size and np.max(x) > 0 else 1.0
@@ -140,7 +140,7 @@ def estimate_scale(sample: Sample, channel: int | str) -> ScaleEstimate:
 
 def estimate_scales(sample: Sample, channels: list[int] | None = None) -> list[ScaleEstimate]:
     """:func:`estimate_scale` for each of ``channels`` (default: every channel)."""
-    indices = range(sample.events.shape[1]) if channels is None else channels
+    indices = range(sample.data.shape[1]) if channels is None else channels
     return [estimate_scale(sample, i) for i in indices]
 
 

@@ -11,11 +11,12 @@ no timing goes into the tables, so a second run over the same folder writes iden
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,7 +36,9 @@ from cytogate.study.design import (
 )
 from cytogate.study.executors import JobFailed, default_jobs, run_jobs
 from cytogate.study.outcome import FileOutcome, GroupOutput, failed_outcome
+from cytogate.study.outcome_spill import HeldOutput, OutcomeSpill, pack_result
 from cytogate.study.spreadsheet import neutralise_formulas
+from cytogate.study.timeline import mark
 from cytogate.study.worker import process_group, process_patient, sample_record
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,6 +53,16 @@ Renderer = Callable[..., "tuple[list[Path], dict[str, Any]]"]
 OutputFormat = Literal["csv", "parquet", "both"]
 TABLES = ("samples", "populations", "markers", "timecourse", "stats")
 EXIT_OK, EXIT_SOME_FAILED = 0, 1
+#: what a worker imports to gate a draw, imported by the parent before it forks local workers
+#: so each inherits them instead of importing them again (scikit-learn alone is ~1.5 s)
+WORKER_IMPORTS = (
+    "cytogate.io.fcs",
+    "cytogate.gating.engine",
+    "cytogate.analysis.quantify",
+    "cytogate.analysis.draw_agreement",
+    "sklearn.mixture",
+    "scipy.stats",
+)
 
 
 @dataclass(kw_only=True)
@@ -66,8 +79,9 @@ class BatchResult:
     written: list[Path] = field(default_factory=list)
     #: patient -> {gate name -> geometry} reused from the baseline (templates with ``pin``)
     pinned: dict[str, dict[str, Geometry]] = field(default_factory=dict)
-    #: what was applied to each file, in the order of ``samples``
-    outcomes: tuple[FileOutcome, ...] = ()
+    #: what was applied to each file, in the order of ``samples`` (a run keeps them on disk
+    #: and loads them as they are read: :mod:`cytogate.study.outcome_spill`)
+    outcomes: Sequence[FileOutcome] = ()
     #: measure name (the tables' ``measure`` column) -> what it measures
     measures: dict[str, Measure] = field(default_factory=dict)
     #: tables of a specialised run, e.g. ``cd34`` and ``groups`` for an ISHAGE template
@@ -127,6 +141,7 @@ def run_batch(
     from cytogate.study.output_set import OutputSet
 
     started = time.perf_counter()
+    mark("run_batch")
     run_path = Path(run_dir)
     cfg = (
         config
@@ -140,12 +155,17 @@ def run_batch(
         )
     tmpl = load_template(template or cfg.template)
     _check_config_against_template(cfg, tmpl)
+    mark("config and template loaded")
     design = read_design(run_path, cfg)
     groups = design.groups(cfg)
+    mark("design read", files=len(design.rows))
     n_jobs = max(1, jobs or default_jobs())
     check_markers_resolve(design, tmpl, cfg)
+    mark("markers checked")
     output = OutputSet(out, inputs=run_path).open() if out is not None else None
+    spill = None
     try:
+        spill = OutcomeSpill(output.spill_folder() if output is not None else None)
         result = _gate_all(
             groups,
             design,
@@ -155,6 +175,7 @@ def run_batch(
             n_jobs,
             progress,
             started,
+            spill,
             client=client,
             time_limit=time_limit,
         )
@@ -173,6 +194,8 @@ def run_batch(
                 plot_progress,
             )
     except BaseException:
+        if spill is not None:
+            spill.remove()
         if output is not None:
             output.abort()
         raise
@@ -191,6 +214,7 @@ def _gate_all(
     n_jobs: int,
     progress: Callable[[int, int, GroupOutput], None] | None,
     started: float,
+    spill: OutcomeSpill,
     *,
     client: Any = None,
     time_limit: float | None = None,
@@ -205,7 +229,7 @@ def _gate_all(
         jobs_list, worker = list(groups), process_group
     per_file = time_limit if time_limit is not None else cfg.file_time_limit_s
     outputs = run_jobs(
-        worker,
+        functools.partial(pack_result, worker),  # results pickled in the worker, kept as bytes
         jobs_list,
         n_jobs,
         args=(tmpl, cfg),
@@ -214,10 +238,15 @@ def _gate_all(
         time_limit=(lambda item: per_file * len(_rows_of(item))) if per_file else None,
         client=client,
         warm=("scipy.stats",),  # the paired statistics' import, off the serial path
+        preload=WORKER_IMPORTS,
+        cost=_input_bytes,
+        keep=spill.hold,  # outcomes to disk as they arrive; the table rows kept, pickled
     )
-    outputs += [_unreadable_output(path, reason) for path, reason in design.unreadable]
+    outputs += [spill.hold(_unreadable_output(p, why)) for p, why in design.unreadable]
     gated = time.perf_counter()
-    result = _assemble(outputs, design, cfg)
+    mark("all jobs done")
+    result = _assemble(outputs, design, cfg, spill)
+    mark("tables assembled")
     from cytogate.study.cd34_outputs import cd34_outputs
 
     result.extra = cd34_outputs(run_path, tmpl, result.populations)  # {} unless ISHAGE
@@ -267,6 +296,7 @@ def _write_set(
     if output.recovered:
         result.run["output_recovered"] = output.recovered
     written = write_outputs(result, staging, output_format)
+    mark("tables written")
     if renderer is not None:  # the tables are staged first; plots never hold up the numbers
         try:
             files, summary = renderer(
@@ -279,6 +309,7 @@ def _write_set(
         result.run["timings"]["plots_and_report_s"] = summary["timings"]["total_s"]
         write_run_json(result, staging)
     output.commit()
+    mark("output set published")
     result.written = [output.final_path(p) for p in written]
 
 
@@ -299,6 +330,17 @@ def _unstaged(value: Any, staging: str, out: str) -> Any:
     if isinstance(value, list):
         return [_unstaged(v, staging, out) for v in value]
     return value
+
+
+def _input_bytes(item: SampleGroup | list[SampleGroup]) -> float:
+    """A job's size for handing out the largest first: the bytes of its files."""
+    total = 0
+    for row in _rows_of(item):
+        try:
+            total += os.stat(row.file).st_size
+        except OSError:
+            continue
+    return float(total)
 
 
 def _rows_of(item: SampleGroup | list[SampleGroup]) -> list[DesignRow]:
@@ -442,7 +484,9 @@ def _check_config_against_template(cfg: RunConfig, tmpl: Template) -> None:
         raise DesignError(f"{where}: " + "; ".join(problems))
 
 
-def _assemble(outputs: list[GroupOutput], design: Design, cfg: RunConfig) -> BatchResult:
+def _assemble(
+    outputs: Sequence[HeldOutput], design: Design, cfg: RunConfig, spill: OutcomeSpill
+) -> BatchResult:
     import pandas as pd
 
     from cytogate.analysis.stats import (
@@ -475,8 +519,8 @@ def _assemble(outputs: list[GroupOutput], design: Design, cfg: RunConfig) -> Bat
         else default_comparisons(cfg.timepoints, cfg.baseline)
     )
     stats = paired_statistics(values, comparisons, test=cfg.test, correction=cfg.correction)
-    key = {(o.name, o.tube): o for out in outputs for o in out.outcomes}
-    outcomes = tuple(key[(r.file, r.tube)] for r in samples.itertuples()) if len(samples) else ()
+    keys = zip(samples["file"], samples["tube"], strict=True) if len(samples) else ()
+    outcomes = spill.sequence(keys)
     return BatchResult(
         samples=samples,
         populations=populations,
@@ -563,7 +607,7 @@ def _provenance(
     cfg: RunConfig,
     design: Design,
     result: BatchResult,
-    outputs: list[GroupOutput],
+    outputs: Sequence[HeldOutput],
     jobs: int,
     timings: dict[str, float],
 ) -> dict[str, Any]:

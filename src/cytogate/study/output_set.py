@@ -9,9 +9,11 @@ name, is then removed. Where the filesystem cannot exchange, the fallback is
 leaves no ``OUT``, and the next run on ``OUT`` puts ``OUT.old-*`` back before doing anything.
 
 One run per output folder: ``OUT.lock`` (see :mod:`cytogate.study.lock`). Holding it, a run
-removes leftovers of killed runs (``OUT.staging-*``, ``OUT.old-*``), so no partial set or
-``.tmp`` file outlives the next run. Only a folder cytogate wrote (it has ``run.json``) or an
-empty one is ever replaced, never the run folder itself or a folder that contains it.
+removes leftovers of killed runs (``OUT.staging-*``, ``OUT.old-*``, and the per-file outcomes a
+run keeps on disk beside the set, ``OUT.outcomes-<pid>-*``, of processes no longer alive), so
+no partial set or ``.tmp`` file outlives the next run. Only a folder cytogate wrote (it has
+``run.json``) or an empty one is ever replaced, never the run folder itself or a folder that
+contains it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import itertools
 import os
 import shutil
 from pathlib import Path
@@ -28,6 +31,7 @@ from cytogate.study.lock import OutputError, RunLock
 MARKER = "run.json"  # a folder holding this is a cytogate output set and may be replaced
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
+_SPILLS = itertools.count()  # this process's outcome folders (a process may run many batches)
 
 
 class OutputSet:
@@ -104,6 +108,11 @@ class OutputSet:
         finally:
             self.close()
 
+    def spill_folder(self) -> Path:
+        """A new folder beside ``out`` (not in the set) for what a run keeps on disk meanwhile:
+        ``OUT.outcomes-<pid>-<n>``; its owner removes it, else the next run on ``out`` does."""
+        return self.out.with_name(f"{self.out.name}.outcomes-{os.getpid()}-{next(_SPILLS)}")
+
     def final_path(self, path: str | os.PathLike[str]) -> Path:
         """Where a file written under :attr:`staging` lives after the commit."""
         p = Path(path)
@@ -149,6 +158,23 @@ class OutputSet:
         for staging in sorted(parent.glob(f"{name}.staging-*")):
             shutil.rmtree(staging, ignore_errors=True)
             self.recovered.append(f"removed {staging.name}")
+        for spill in sorted(parent.glob(f"{name}.outcomes-*")):
+            if not _alive(spill.name[len(name) + len(".outcomes-") :].split("-")[0]):
+                shutil.rmtree(spill, ignore_errors=True)  # a live process may still read its own
+                self.recovered.append(f"removed {spill.name}")
+
+
+def _alive(pid: str) -> bool:
+    """Whether process ``pid`` (a decimal string) exists; False for anything else."""
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _exchange(a: Path, b: Path) -> bool:
