@@ -6,7 +6,8 @@ a fresh interpreter each, alternating, median of ``--repeats``; the files are in
 Also printed: the plot phase's own timings from run.json, the CPU time of each run (user +
 system of the process and its workers: on a shared machine the wall time grows with the other
 load, the CPU time much less), and the machine load (``os.getloadavg``) before and after each
-run, because on a busy machine neither figure is final. Nothing is asserted about time; the exit status is 1 only if the two runs' tables differ.
+run, because on a busy machine neither figure is final. Nothing is asserted about time; the
+exit status is 1 only if the two runs' tables differ.
 
     python benchmarks/bench_plots.py [--run sample_fcs/run42] [--jobs 2] [--repeats 3]
 """
