@@ -199,7 +199,13 @@ class _Box:
 
 def _crossings(boxes: np.ndarray, edge: np.ndarray) -> np.ndarray:
     """1.0 where a box (x0, y0, x1, y1) has a point of ``edge`` strictly inside it, else 0.0."""
-    ex, ey = edge[:, 0], edge[:, 1]
+    near = (
+        (edge[:, 0] > boxes[:, 0].min())
+        & (edge[:, 0] < boxes[:, 2].max())
+        & (edge[:, 1] > boxes[:, 1].min())
+        & (edge[:, 1] < boxes[:, 3].max())
+    )
+    ex, ey = edge[near, 0], edge[near, 1]  # only points inside some box can be in one
     inside = (
         (ex[None, :] > boxes[:, 0:1])
         & (ex[None, :] < boxes[:, 2:3])

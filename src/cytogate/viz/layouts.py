@@ -15,10 +15,13 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from cytogate.viz.figure import canvas_rgb
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.artist import Artist
     from matplotlib.figure import Figure
-    from PIL.Image import Image
 
 
 @dataclass
@@ -43,7 +46,7 @@ class LayoutCache:
         build: Callable[[], Figure],
         draw: Callable[[Figure], object],
         dpi: int,
-    ) -> Image:
+    ) -> np.ndarray:
         """The pixels of ``draw(build())`` at ``dpi``, reusing ``build()``'s for ``key``."""
         layout = self._layout(key, build, dpi)
         fig = layout.figure
@@ -54,7 +57,7 @@ class LayoutCache:
         try:
             for artist in to_draw:
                 fig.draw_artist(artist)
-            return _pixels(fig)
+            return canvas_rgb(fig)
         finally:
             for artist in added:
                 artist.remove()
@@ -121,12 +124,3 @@ class LayoutCache:
             changed += retitled
         fig_new = [t for t in layout.figure.texts if id(t) not in layout.fig_texts]
         return to_draw + fig_new, added + fig_new, changed
-
-
-def _pixels(fig: Figure) -> Image:
-    from PIL import Image as PILImage
-
-    width, height = fig.canvas.get_width_height(physical=True)
-    buffer = fig.canvas.buffer_rgba()  # type: ignore[attr-defined]
-    rgba = PILImage.frombuffer("RGBA", (width, height), buffer, "raw", "RGBA", 0, 1)
-    return rgba.convert("RGB")

@@ -254,7 +254,7 @@ def _save(fig: Figure, root: Path, sub: str, stem: str, fmt: str, dpi: int) -> d
 def _save_png(image: Any, root: Path, sub: str, stem: str, dpi: int) -> dict[str, str]:
     full = root / sub / f"{stem}.png"
     thumb = root / THUMBS_DIR / f"{stem}.png"
-    width = thumbnail_width(image.width / dpi)
+    width = thumbnail_width(image.shape[1] / dpi)
     save_image(image, full, dpi, thumbnail=thumb, thumbnail_width=width)
     return {
         "path": f"{root.name}/{sub}/{full.name}",
