@@ -393,9 +393,10 @@ def run_on_dask(
         return []
     client.run(limit_native_threads)  # on every worker now connected
     shared = client.scatter(list(args), broadcast=True, hash=False) if args else []
-    rank = {i: len(items) - r for r, i in enumerate(_order(items, cost))}  # larger runs first
+    # with a cost, larger jobs first (a higher priority runs earlier); else in input order
+    rank = {i: len(items) - r for r, i in enumerate(_order(items, cost))} if cost else {}
     futures: dict[int, Any] = {
-        i: client.submit(func, item, *shared, retries=retries, pure=False, priority=rank[i])
+        i: client.submit(func, item, *shared, retries=retries, pure=False, priority=rank.get(i, 0))
         for i, item in enumerate(items)
     }
     index = {f.key: i for i, f in futures.items()}
