@@ -401,9 +401,12 @@ def timeline_summary(path: Path) -> dict[str, Any]:
         if m["event"] == "task start":
             begun[(m["pid"], m["task"])] = m["t"]
         elif m["event"] == "task end":
-            w = workers.setdefault(m["pid"], {"tasks": 0, "busy_s": 0.0, "last_end": 0.0})
+            w = workers.setdefault(
+                m["pid"], {"tasks": 0, "busy_s": 0.0, "cpu_s": 0.0, "last_end": 0.0}
+            )
             w["tasks"] += 1
             w["busy_s"] += m["t"] - begun[(m["pid"], m["task"])]
+            w["cpu_s"] += m.get("cpu_s", 0.0)
             w["last_end"] = max(w["last_end"], m["t"] - t0)
     rss = [m["rss_mb"] for m in marks if m["who"] == "parent" and m.get("rss_mb")]
     packed = [m for m in marks if m["event"] == "result packed"]
@@ -443,8 +446,8 @@ def print_timeline(label: str, t: dict[str, Any]) -> None:
     for pid, w in t["workers"].items():
         print(
             f"    worker {pid}: {w['tasks']} tasks, busy {w['busy_s']:.2f} s "
-            f"({100 * w['busy_s'] / span:.0f}% of the span), last task ended at "
-            f"{w['last_end']:.2f} s"
+            f"({100 * w['busy_s'] / span:.0f}% of the span; CPU {w['cpu_s']:.2f} s of it), "
+            f"last task ended at {w['last_end']:.2f} s"
         )
     if t.get("result_kb"):
         print(
@@ -615,13 +618,23 @@ def scaling_section(run: Path, scratch: Path, repeats: int) -> dict[str, Any]:
             runs[config.label].append(measure(config, run, scratch, Path("-")))
     wall = {k: statistics.median(m.wall for m in v) for k, v in runs.items()}
     cpu = {k: statistics.median(m.cpu for m in v) for k, v in runs.items()}
+    others = {
+        k: statistics.median(m.others for m in v if m.others is not None) if v[0].others else 0.0
+        for k, v in runs.items()
+    }
     one, two = (wall[c.label] for c in configs)
+    a, b = (c.label for c in configs)
     print(
         f"\n--jobs scaling alone (median of {repeats}): --jobs 1 {one:.2f} s (CPU "
-        f"{cpu[configs[0].label]:.1f} s), --jobs 2 {two:.2f} s (CPU {cpu[configs[1].label]:.1f} "
-        f"s) = x{one / two:.2f} (goal >= 1.8x); load average {load:.2f} before, "
-        f"{os.getloadavg()[0]:.2f} after"
+        f"{cpu[a]:.1f} s, other processes {others[a]:.2f} cores), --jobs 2 {two:.2f} s (CPU "
+        f"{cpu[b]:.1f} s, other processes {others[b]:.2f} cores) = x{one / two:.2f} (goal >= "
+        f"1.8x); load average {load:.2f} before, {os.getloadavg()[0]:.2f} after"
     )
+    for label, v in runs.items():
+        print(
+            f"  {label}: "
+            + ", ".join(f"{m.wall:.2f} s (others {m.others or 0:.2f} cores)" for m in v)
+        )
     print("timeline (median run of each):")
     timelines = {}
     for config in configs:
@@ -634,6 +647,7 @@ def scaling_section(run: Path, scratch: Path, repeats: int) -> dict[str, Any]:
         "wall_s": wall,
         "cpu_s": cpu,
         "ratio": one / two,
+        "others_cores": others,
         "rss_parent_mb": {k: max(m.rss_self_mb for m in v) for k, v in runs.items()},
         "rss_worker_mb": max(m.rss_workers_mb for m in runs[configs[1].label]),
         "timeline": timelines,

@@ -115,8 +115,9 @@ def run_jobs(
         results = []
         for i, item in enumerate(items):
             mark("task start", task=i)
+            cpu = time.process_time()
             value = func(item, *args)
-            mark("task end", task=i)
+            mark("task end", task=i, cpu_s=time.process_time() - cpu)
             if on_done:
                 on_done(i, value)
             results.append(hold(value))
@@ -187,11 +188,12 @@ def _worker_main(conn: Connection, func: Callable[..., Any], args: tuple[Any, ..
             return
         index, item = msg
         mark("task start", "worker", task=index)
+        cpu = time.process_time()
         try:
             reply = (index, True, func(item, *args))
         except BaseException as exc:
             reply = (index, False, exc)
-        mark("task end", "worker", task=index)
+        mark("task end", "worker", task=index, cpu_s=time.process_time() - cpu)
         try:
             conn.send(reply)
         except Exception as exc:  # the result or the exception does not pickle
