@@ -41,3 +41,17 @@ def test_binned_counts_equal_histogram2d() -> None:
     )
     np.testing.assert_array_equal(grid.counts, counts)
     assert grid.counts.sum() == x.size
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_fill_holes_equals_scipys(seed: int) -> None:
+    """Filling holes by labelling the background once gives binary_fill_holes' mask, on
+    random blobs with holes, diagonal gaps and regions touching the border."""
+    from scipy import ndimage
+
+    from cytogate.gating.leukomap.region import fill_holes
+
+    rng = np.random.default_rng(seed)
+    mask = ndimage.gaussian_filter(rng.random((64, 80)), 2.0) > 0.5 + rng.normal(0, 0.02)
+    mask[rng.integers(0, 64, 40), rng.integers(0, 80, 40)] ^= True  # pinholes and specks
+    np.testing.assert_array_equal(fill_holes(mask), ndimage.binary_fill_holes(mask))

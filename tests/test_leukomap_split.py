@@ -28,3 +28,20 @@ def test_two_clusters_beat_one_gaussian_and_one_does_not() -> None:
     for points, split in ((one, False), (two, True)):
         gm = GaussianMixture(2, covariance_type="full", random_state=0).fit(points)
         assert (gm.bic(points) < one_gaussian_bic(points) - 10.0) == split
+
+
+def test_fits_hold_native_pools_to_one_thread_and_restore_them() -> None:
+    """Inside one_native_thread every BLAS/OpenMP pool threadpoolctl sees (OpenMP included:
+    scikit-learn's KMeans initialisation uses it) runs one thread; after it, as before."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from cytogate.gating.fitting.base import one_native_thread
+
+    with threadpool_limits(limits=2):  # a known outer setting, whatever the machine's
+        before = {(p["user_api"], p["filepath"]): p["num_threads"] for p in threadpool_info()}
+        with one_native_thread():
+            inside = threadpool_info()
+        after = {(p["user_api"], p["filepath"]): p["num_threads"] for p in threadpool_info()}
+    assert any(p["user_api"] == "openmp" for p in inside)
+    assert all(p["num_threads"] == 1 for p in inside)
+    assert after == before

@@ -137,3 +137,28 @@ def test_lazy_compensation_column_matches_the_full_solve(n):
         np.testing.assert_allclose(lazy.column(j), full[:, j], rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(lazy.column(2), true[:, 1], rtol=1e-9, atol=1e-8)
     assert lazy.column(0) is not None and np.shares_memory(lazy.column(0), events)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"kind": "linear", "top": 262144.0},
+        {"kind": "linear", "top": 1000.0, "bottom": -50.0},
+        {"kind": "log", "T": 262144.0, "M": 4.5},
+        {"kind": "logicle", "T": 262144.0, "W": 0.5, "M": 4.5, "A": 0.0},
+        {"kind": "arcsinh", "cofactor": 150.0},
+    ],
+)
+def test_scales_read_float32_exactly_as_widened_float64(spec):
+    """A channel as the file stores it (float32) scales to the same float64 bits as the
+    channel widened first: the widening happens inside the scale's first operation."""
+    rng = np.random.default_rng(7)
+    x32 = np.concatenate(
+        [rng.normal(0, 300, 5_000), rng.lognormal(7, 2, 5_000), [0.0, -1e6, 3e6]]
+    ).astype(np.float32)
+    scale = Scale.from_spec(spec, "t")
+    stored = np.stack([x32, 2 * x32], axis=1)  # a strided column, as Sample.data gives it
+    ours = scale.apply(stored[:, 0])
+    widened = scale.apply(x32.astype(np.float64))
+    assert ours.dtype == np.float64
+    np.testing.assert_array_equal(ours, widened)

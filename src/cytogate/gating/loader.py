@@ -10,6 +10,7 @@ this module reads the sections, the fields every gate has (``name``, ``parent``,
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from importlib import resources
 from pathlib import Path
@@ -115,6 +116,14 @@ def load_template(name_or_path: str | Path | Template) -> Template:
         raw = path.read_bytes()
     except OSError as exc:
         raise TemplateError(f"{path}: cannot read template: {exc.strerror}") from exc
+    return _parsed(raw, path)
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed(raw: bytes, path: Path) -> Template:
+    """:func:`parse_template`, once per (text, path): ``gate(sample)`` by template name parsed
+    the YAML on every call (more time than gating a 5,000-event file); a changed file has
+    other bytes and is parsed again. Templates are not changed after loading."""
     return parse_template(raw, path)
 
 

@@ -130,19 +130,24 @@ class Scale:
         return float(channel_range) if value == "range" else float(value)
 
     def apply(self, values: np.ndarray, channel_range: float = 262144.0) -> np.ndarray:
-        """Linear values -> scaled space (a new float64 array)."""
+        """Linear values -> scaled space (a new float64 array). float32 values (a channel as
+        the file stores it) are widened inside the first operation, exactly as if widened
+        first, so a scatter channel is scaled in one pass over the file's data."""
         if self.kind == "auto":
             raise TemplateError("an 'auto' scale is fitted per file before use (gating.engine)")
-        x = np.asarray(values, dtype=np.float64)
+        x = np.asarray(values)
+        if x.dtype != np.float32:
+            x = np.asarray(x, dtype=np.float64)
+        f64 = np.float64
         if self.kind == "linear":
             top, bottom = self._resolved("top", channel_range), float(self.params["bottom"])
             if bottom == 0.0:  # x - 0.0 is x: one pass instead of two, the same values
-                return np.divide(x, top - bottom)
-            out = np.subtract(x, bottom)
+                return np.divide(x, top - bottom, dtype=f64)
+            out = np.subtract(x, bottom, dtype=f64)
             out /= top - bottom
             return out
         if self.kind == "arcsinh":
-            return np.arcsinh(x / float(self.params["cofactor"]))
+            return np.arcsinh(np.divide(x, float(self.params["cofactor"]), dtype=f64))
         from flowutils import transforms as fu  # C-accelerated; imported only when scaling
 
         t = self._resolved("T", channel_range)
@@ -151,7 +156,7 @@ class Scale:
             # Non-positive values have no logarithm; place them one decade below the scale's
             # floor instead of producing -inf/NaN, so they are "below" every gate, not dropped.
             floor = t * 10.0 ** (-(m + 1.0))
-            return fu.log(np.maximum(x, floor), None, t=t, m=m)
+            return fu.log(np.maximum(x, floor, dtype=f64), None, t=t, m=m)
         w, a = float(self.params["W"]), float(self.params["A"])
         return logicle_table(t, m, w, a).apply(x)
 
@@ -219,10 +224,12 @@ class LogicleTable:
         self.chords = np.concatenate(chords)
 
     def apply(self, values: np.ndarray) -> np.ndarray:
-        """Scaled values of ``values`` (linear), a new float64 array."""
-        x = np.asarray(values, dtype=np.float64)
+        """Scaled values of ``values`` (linear; float32 or float64), a new float64 array."""
+        x = np.asarray(values)
+        if x.dtype != np.float32:
+            x = np.asarray(x, dtype=np.float64)
         with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: outside, below
-            bits = x.astype(np.float32).view(np.int32)
+            bits = x.astype(np.float32).view(np.int32)  # a copy: changed in place below
         cell = bits & np.int32(0x7FFFFFFF)  # the magnitude's bits; the sign picks the half
         cell >>= self.shift
         cell -= self.first
@@ -237,7 +244,7 @@ class LogicleTable:
             outside = ~((x >= self.lo) & (x <= self.hi))
             from flowutils import transforms as fu
 
-            out[outside] = fu.logicle(x[outside], None, **self.params)
+            out[outside] = fu.logicle(x[outside].astype(np.float64), None, **self.params)
         return out
 
 
@@ -378,6 +385,16 @@ class Compensation:
         if index not in self._cache:
             self._cache[index] = self._weighted_sum(self._inverse[:, position])
         return self._cache[index]
+
+    def for_scaling(self, index: int) -> np.ndarray:
+        """Column ``index`` for a scale to read: compensated (float64) when the spillover
+        covers it, else as stored (possibly a float32 view, which :meth:`Scale.apply` widens
+        exactly while scaling, so a scatter channel is not widened in a pass of its own)."""
+        if index in self._position and self._inverse is not None:
+            return self.column(index)
+        if index in self._cache:
+            return self._cache[index]
+        return self._events[:, index]
 
     def _weighted_sum(self, weights: np.ndarray) -> np.ndarray:
         """``sum_k events[:, columns[k]] * weights[k]``, added in that order.

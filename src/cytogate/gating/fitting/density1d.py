@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cytogate.gating.fitting.base import FitError, subsample
+from cytogate.gating.fitting.base import FitError, one_native_thread, subsample
 
 
 class CutSettings(Protocol):
@@ -43,14 +43,13 @@ def mixture_cut(x: np.ndarray, spec: CutSettings) -> tuple[float, dict[str, Any]
     fit is deterministic. The cut is searched between that component's mean and the next one's.
     """
     from sklearn.mixture import GaussianMixture
-    from threadpoolctl import threadpool_limits
 
     z = subsample(x, 5000, spec.seed)
     centre = float(np.median(z))
     scale = float(np.subtract(*np.quantile(z, [0.75, 0.25]))) / 1.349 or float(z.std()) or 1.0
     u = ((z - centre) / scale)[:, None]
     best: tuple[float, Any] | None = None
-    with threadpool_limits(limits=1):
+    with one_native_thread():
         for k in range(spec.components[0], spec.components[1] + 1):
             # starts spread from the 1st to the 99th percentile, so a small population in a
             # tail (CD45-negative cells next to a dominant dim-blast peak) gets a component

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cytogate.gating.fitting.base import FitError, subsample
+from cytogate.gating.fitting.base import FitError, one_native_thread, subsample
 
 _REG_COVAR = 1e-4  # in standardised units: ~1 % of an IQR-sized SD
 _MIN_SELECT = 500  # below 4 x this, k is chosen on the whole subsample
@@ -210,13 +210,12 @@ def _fit_by_bic(z: np.ndarray, spec: MixtureSpec, k_hi: int) -> tuple[Any, dict[
     all: fewer events and iterations), then the chosen model is refined on all of it.
     """
     from sklearn.mixture import GaussianMixture
-    from threadpoolctl import threadpool_limits
 
     best: tuple[float, Any] | None = None
     bic: dict[int, float] = {}
     select = z[::2] if z.shape[0] >= 4 * _MIN_SELECT else z
     peaks = density_peaks(select) if spec.init == "peaks" else None
-    with threadpool_limits(limits=1):
+    with one_native_thread():
         for k in range(spec.components[0], k_hi + 1):
             start = {} if peaks is None else _start_from_peaks(select, peaks, k)
             model = GaussianMixture(

@@ -157,7 +157,8 @@ def fit_leukomap(spec: MapGate, name: str, parent: str, points: np.ndarray, ctx:
     if not any(fitted.present(c) for c in codes):
         return Fit(empty_gate(spec.dims), {**diag, "fallback": True}, qc)
     ring = population_outline(fitted, codes)
-    return Fit(Polygon(spec.dims, tuple((float(a), float(b)) for a, b in ring)), diag, qc)
+    vertices = tuple(map(tuple, np.asarray(ring, dtype=np.float64).tolist()))  # Python floats
+    return Fit(Polygon(spec.dims, vertices), diag, qc)
 
 
 register(

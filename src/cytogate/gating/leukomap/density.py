@@ -151,45 +151,49 @@ def merge_basins(
 
     One merge at a time, the most shoulder-like first. The grid is scanned once: when basin
     ``low`` joins ``high``, the pass from the union to a third basin is the higher of their two
-    passes and its mass is their sum, which is what a re-scan of the merged labels gives.
+    passes and its mass is their sum, which is what a re-scan of the merged labels gives. The
+    passes are arrays, scored together per merge (a noisy small file has hundreds of basins;
+    scoring them one by one in Python cost more than the rest of its map).
     """
-    flat_density = density.ravel()
     kernel_bins = 4.0 * np.pi * smooth**2  # effective area of the Gaussian kernel, in bins
     total = max(float(counts.sum()), 1.0)
     ids = np.unique(labels)
     if ids.size <= 1:
         return labels
-    events = dict(zip(ids.tolist(), ndimage.sum(counts, labels, ids).tolist(), strict=True))
-    peak_of = {int(i): float(flat_density[i]) for i in ids}
-    passes = saddles(labels, density)  # (lower id, higher id) -> highest pass
-    into = {i: i for i in events}  # basin -> the basin that absorbed it
-    while len(events) > 1:
-        best: tuple[float, int, int] | None = None  # (score, absorbed, absorber)
-        for (a, b), s in sorted(passes.items()):
-            low, high = (a, b) if peak_of[a] < peak_of[b] else (b, a)
-            prominence = 1.0 - s / max(peak_of[low], 1e-12)  # 0: a shoulder, 1: a clean valley
-            p = peak_of[low]
-            noise = np.sqrt(max(p + s, 1e-12) / kernel_bins)  # SD of (peak - saddle), per bin
-            small = events[low] / total < min_mass or (p - s) < significance * noise
-            if prominence < 1.0 - merge or small:
-                score = s / max(peak_of[low], 1e-12) + (1.0 if small else 0.0)
-                if best is None or score > best[0]:
-                    best = (score, low, high)
-        if best is None:
+    n = ids.size  # basins by their position in ids from here on
+    events = np.asarray(ndimage.sum(counts, labels, ids), dtype=np.float64)
+    peak = density.ravel()[ids].astype(np.float64)
+    passes = saddles(labels, density)  # (lower id, higher id) -> highest pass, in key order
+    a = np.searchsorted(ids, np.fromiter((k[0] for k in passes), np.int64, len(passes)))
+    b = np.searchsorted(ids, np.fromiter((k[1] for k in passes), np.int64, len(passes)))
+    s = np.fromiter(passes.values(), np.float64, len(passes))
+    into = np.arange(n)  # basin -> the basin that absorbed it
+    for _ in range(n - 1):
+        if not a.size:
             break
-        _, low, high = best
-        events[high] += events.pop(low)
-        for i, target in into.items():
-            if target == low:
-                into[i] = high
-        merged: dict[tuple[int, int], float] = {}
-        for (a, b), s in passes.items():
-            a, b = (high if a == low else a), (high if b == low else b)
-            if a == b:
-                continue
-            key = (min(a, b), max(a, b))
-            merged[key] = max(merged.get(key, s), s)
-        passes = merged
-    lookup = np.array(sorted(into), dtype=labels.dtype)
-    targets = np.array([into[i] for i in sorted(into)], dtype=labels.dtype)
-    return targets[np.searchsorted(lookup, labels)]
+        # every pass scored at once; argmax takes the first best in key order, as a scan does
+        a_lower = peak[a] < peak[b]
+        low, high = np.where(a_lower, a, b), np.where(a_lower, b, a)
+        p = peak[low]
+        ratio = s / np.maximum(p, 1e-12)
+        noise = np.sqrt(np.maximum(p + s, 1e-12) / kernel_bins)  # SD of (peak - saddle)
+        small = (events[low] / total < min_mass) | ((p - s) < significance * noise)
+        candidate = (1.0 - ratio < 1.0 - merge) | small  # 1 - ratio: 0 shoulder, 1 valley
+        if not candidate.any():
+            break
+        k = int(np.argmax(np.where(candidate, ratio + small, -np.inf)))
+        gone, kept = int(low[k]), int(high[k])
+        events[kept] += events[gone]
+        into[into == gone] = kept
+        a, b = np.where(a == gone, kept, a), np.where(b == gone, kept, b)
+        own = a != b
+        a, b, s = np.minimum(a[own], b[own]), np.maximum(a[own], b[own]), s[own]
+        if not a.size:
+            break
+        key = a * n + b  # passes now shared by the union and a third basin: the higher one
+        order = np.argsort(key, kind="stable")
+        key, s = key[order], s[order]
+        first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+        s, key = np.maximum.reduceat(s, first), key[first]
+        a, b = key // n, key % n
+    return ids[into][np.searchsorted(ids, labels)]

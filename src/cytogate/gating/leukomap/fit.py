@@ -29,6 +29,7 @@ from cytogate.gating.leukomap.classify import (
 )
 from cytogate.gating.leukomap.density import Grid, basins, binned_density, merge_basins, saddles
 from cytogate.gating.leukomap.refine import cap_blasts, rename_maturation, split_monocytes
+from cytogate.gating.leukomap.region import fill_holes
 
 TRUNCATED_SD = 0.619  # SD of a normal within its half-maximum ÷ its full SD
 
@@ -199,7 +200,7 @@ def _tidy(codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
                 stray = region & (parts != keep)
                 codes[stray] = -1
                 changed = True
-            filled = ndimage.binary_fill_holes(codes == code)
+            filled = fill_holes(codes == code)
             holes = filled & (codes != code)
             if holes.any():
                 codes[holes] = code

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from cytogate.gating.fitting.base import one_native_thread
 from cytogate.gating.leukomap.classify import (
     BLASTS,
     GRANULOCYTES,
@@ -92,7 +93,8 @@ def split_monocytes(
     pts = np.column_stack([x[inside], v[inside]])
     if pts.shape[0] > SPLIT_POINTS:
         pts = pts[np.random.default_rng(seed).choice(pts.shape[0], SPLIT_POINTS, replace=False)]
-    gm = GaussianMixture(2, covariance_type="full", random_state=seed).fit(pts)
+    with one_native_thread():
+        gm = GaussianMixture(2, covariance_type="full", random_state=seed).fit(pts)
     if gm.bic(pts) > one_gaussian_bic(pts) - 10.0:  # one Gaussian explains the cluster as well
         return {}
     bright, dim = np.argsort(-gm.means_[:, 0])

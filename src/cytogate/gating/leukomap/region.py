@@ -14,6 +14,17 @@ from scipy import ndimage
 PAD = 0.25  # extension beyond the grid, as a fraction of its span
 
 
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with its holes filled: what ``ndimage.binary_fill_holes`` gives (background
+    4-connected to the border stays), by labelling the background once instead of dilating it
+    from the border until nothing changes (a hundred passes on a 128 x 128 map)."""
+    background, _ = ndimage.label(~mask)  # 4-connected, as binary_fill_holes' default
+    border = np.unique(
+        np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]])
+    )
+    return mask | ~np.isin(background, border[border > 0])
+
+
 def outline(mask: np.ndarray, xc: np.ndarray, yc: np.ndarray) -> np.ndarray:
     """Vertices (k × 2) of the outer boundary of ``mask`` (bins × bins) over centres xc, yc
     (both increasing, in the coordinates the polygon is wanted in). Empty mask: ValueError."""
@@ -21,7 +32,7 @@ def outline(mask: np.ndarray, xc: np.ndarray, yc: np.ndarray) -> np.ndarray:
 
     if not mask.any():
         raise ValueError("empty region")
-    filled = ndimage.binary_fill_holes(mask)
+    filled = fill_holes(mask)
     # copy the edge rows once (extension), then a zero ring to close every contour
     ext = np.pad(filled, 1, mode="edge").astype(np.float64)
     ext = np.pad(ext, 1, constant_values=0.0)
