@@ -52,11 +52,20 @@ Two more sections (issue 12 items 2, 4, 5), after the table:
   ``run_batch(jobs=2)`` in the same subprocess (cluster start-up printed apart), tables compared
   byte for byte.
 
+* ``--sections scaling``: ``--jobs 1`` against ``--jobs 2`` alone (no FlowKit rows, no
+  strategies to build), alternating, median of ``--repeats``.
+
+Every cytogate run records its timeline (``CYTOGATE_TIMELINE``, :mod:`cytogate.study.timeline`):
+printed are the main process's serial phases (interpreter start, imports, design, marker check,
+worker imports, fork, tables, writing), the span from the first task's start to the last one's
+end, each worker's tasks and busy share of that span, the size of a job's pickled result, and
+the main process's RSS when the workers were forked and when all jobs were done.
+
 Every section prints ``os.getloadavg()`` beside its figures: figures taken on a busy machine
 are not final.
 
     python benchmarks/bench_batch.py [--patients 4] [--events 200000] [--repeats 3]
-        [--thousand 1000] [--no-dask] [--sections main,thousand,dask]
+        [--thousand 1000] [--thousand-jobs1] [--no-dask] [--sections main,scaling,thousand,dask]
 """
 
 from __future__ import annotations
@@ -392,12 +401,22 @@ def timeline_summary(path: Path) -> dict[str, Any]:
         if m["event"] == "task start":
             begun[(m["pid"], m["task"])] = m["t"]
         elif m["event"] == "task end":
-            w = workers.setdefault(m["pid"], {"tasks": 0, "busy_s": 0.0, "last_end": 0.0})
+            w = workers.setdefault(
+                m["pid"], {"tasks": 0, "busy_s": 0.0, "cpu_s": 0.0, "last_end": 0.0}
+            )
             w["tasks"] += 1
             w["busy_s"] += m["t"] - begun[(m["pid"], m["task"])]
+            w["cpu_s"] += m.get("cpu_s", 0.0)
             w["last_end"] = max(w["last_end"], m["t"] - t0)
     rss = [m["rss_mb"] for m in marks if m["who"] == "parent" and m.get("rss_mb")]
+    packed = [m for m in marks if m["event"] == "result packed"]
     return {
+        "result_kb": {
+            "outcomes": statistics.mean(m["outcomes_bytes"] for m in packed) / 1024,
+            "rows": statistics.mean(m["rows_bytes"] for m in packed) / 1024,
+        }
+        if packed
+        else None,
         "total_s": parent.get("exit", last) - t0,
         "before_first_task_s": first - t0,
         "gating_span_s": last - first,
@@ -427,8 +446,13 @@ def print_timeline(label: str, t: dict[str, Any]) -> None:
     for pid, w in t["workers"].items():
         print(
             f"    worker {pid}: {w['tasks']} tasks, busy {w['busy_s']:.2f} s "
-            f"({100 * w['busy_s'] / span:.0f}% of the span), last task ended at "
-            f"{w['last_end']:.2f} s"
+            f"({100 * w['busy_s'] / span:.0f}% of the span; CPU {w['cpu_s']:.2f} s of it), "
+            f"last task ended at {w['last_end']:.2f} s"
+        )
+    if t.get("result_kb"):
+        print(
+            f"    a job's result, pickled: outcomes {t['result_kb']['outcomes']:.0f} KB (written "
+            f"to disk by the parent), table rows {t['result_kb']['rows']:.1f} KB (kept)"
         )
     r = t["parent_rss_mb"]
     print(
@@ -594,13 +618,23 @@ def scaling_section(run: Path, scratch: Path, repeats: int) -> dict[str, Any]:
             runs[config.label].append(measure(config, run, scratch, Path("-")))
     wall = {k: statistics.median(m.wall for m in v) for k, v in runs.items()}
     cpu = {k: statistics.median(m.cpu for m in v) for k, v in runs.items()}
+    others = {
+        k: statistics.median(m.others for m in v if m.others is not None) if v[0].others else 0.0
+        for k, v in runs.items()
+    }
     one, two = (wall[c.label] for c in configs)
+    a, b = (c.label for c in configs)
     print(
         f"\n--jobs scaling alone (median of {repeats}): --jobs 1 {one:.2f} s (CPU "
-        f"{cpu[configs[0].label]:.1f} s), --jobs 2 {two:.2f} s (CPU {cpu[configs[1].label]:.1f} "
-        f"s) = x{one / two:.2f} (goal >= 1.8x); load average {load:.2f} before, "
-        f"{os.getloadavg()[0]:.2f} after"
+        f"{cpu[a]:.1f} s, other processes {others[a]:.2f} cores), --jobs 2 {two:.2f} s (CPU "
+        f"{cpu[b]:.1f} s, other processes {others[b]:.2f} cores) = x{one / two:.2f} (goal >= "
+        f"1.8x); load average {load:.2f} before, {os.getloadavg()[0]:.2f} after"
     )
+    for label, v in runs.items():
+        print(
+            f"  {label}: "
+            + ", ".join(f"{m.wall:.2f} s (others {m.others or 0:.2f} cores)" for m in v)
+        )
     print("timeline (median run of each):")
     timelines = {}
     for config in configs:
@@ -613,6 +647,7 @@ def scaling_section(run: Path, scratch: Path, repeats: int) -> dict[str, Any]:
         "wall_s": wall,
         "cpu_s": cpu,
         "ratio": one / two,
+        "others_cores": others,
         "rss_parent_mb": {k: max(m.rss_self_mb for m in v) for k, v in runs.items()},
         "rss_worker_mb": max(m.rss_workers_mb for m in runs[configs[1].label]),
         "timeline": timelines,
@@ -634,6 +669,8 @@ def thousand_section(args: argparse.Namespace, workdir: Path, scratch: Path) -> 
         f"--jobs 2: {m.wall:.1f} s ({info['files'] / m.wall:.1f} files/s), CPU {m.cpu:.1f} s; "
         f"peak RSS {rss}; load average {load:.2f} before, {os.getloadavg()[0]:.2f} after"
     )
+    if m.report.get("timeline"):
+        print_timeline("--jobs 2", m.report["timeline"])
     return {
         "files": info["files"],
         "events": args.thousand_events,
@@ -643,7 +680,28 @@ def thousand_section(args: argparse.Namespace, workdir: Path, scratch: Path) -> 
         "rss_worker_mb": m.rss_workers_mb,
         "rss_tree_mb": m.rss_tree_mb,
         "load": [load, os.getloadavg()[0]],
+        **(
+            {"jobs1": thousand_jobs1(run, scratch, m.wall, info["files"])}
+            if args.thousand_jobs1
+            else {}
+        ),
+        "timeline": m.report.get("timeline"),
     }
+
+
+def thousand_jobs1(run: Path, scratch: Path, two: float, files: int) -> dict[str, Any]:
+    """The many-files run on one process too (``--thousand-jobs1``): the scaling where the
+    start-up is a small part of the run."""
+    load = os.getloadavg()[0]
+    m = measure(Config("cytogate batch --jobs 1", "cytogate", 1), run, scratch, Path("-"))
+    print(
+        f"  the same, --jobs 1: {m.wall:.1f} s, CLI peak RSS {m.rss_self_mb:.0f} MB -> --jobs 1 / "
+        f"--jobs 2 = x{m.wall / two:.2f} on {files} files; load average {load:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after"
+    )
+    if m.report.get("timeline"):
+        print_timeline("--jobs 1", m.report["timeline"])
+    return {"wall_s": m.wall, "rss_cli_mb": m.rss_self_mb, "ratio": m.wall / two}
 
 
 def dask_section(run: Path, scratch: Path) -> dict[str, Any]:
@@ -753,6 +811,9 @@ def main(argv: list[str] | None = None) -> int:
         "--thousand", type=int, default=1000, help="files in the many-files run (0: skip)"
     )
     parser.add_argument("--thousand-events", type=int, default=2000, help="events per file there")
+    parser.add_argument(
+        "--thousand-jobs1", action="store_true", help="also run the many-files run with --jobs 1"
+    )
     parser.add_argument("--no-dask", action="store_true", help="skip the Dask LocalCluster run")
     parser.add_argument(
         "--sections",

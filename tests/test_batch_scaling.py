@@ -11,6 +11,7 @@ import gc
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -147,17 +148,43 @@ def double_list(x: int) -> list[int]:
     return [x] * (2 * x)
 
 
-def thread_pools(_x: int) -> tuple[list[int], bool]:
+def thread_pools(_x: int) -> list[int]:
     from threadpoolctl import threadpool_info
 
-    return [p["num_threads"] for p in threadpool_info()], "sklearn.mixture" in sys.modules
+    return [p["num_threads"] for p in threadpool_info()]
 
 
-def test_workers_inherit_the_preloaded_imports_and_run_one_native_thread():
-    # preloaded here, before the fork (the parent's own pools keep their threads)
+def test_workers_run_one_native_thread_with_the_parents_preloaded_libraries():
+    # preloaded here, before the fork (this process's own pools keep their threads)
     results = run_jobs(thread_pools, [0, 1, 2, 3], 2, preload=("sklearn.mixture", "scipy.linalg"))
-    for threads, imported in results:
-        assert imported and threads and set(threads) == {1}
+    for threads in results:
+        assert threads and set(threads) == {1}
+
+
+PRELOAD_SCRIPT = """
+import sys
+from cytogate.study.executors import run_jobs
+
+def imported(_x):
+    return "sklearn.mixture" in sys.modules  # before this job imports anything
+
+preload = ("sklearn.mixture",) if sys.argv[1] == "yes" else ()
+print(run_jobs(imported, [0, 1], 2, preload=preload) == [True, True])
+"""
+
+
+@pytest.mark.parametrize("preload", ["yes", "no"])
+def test_workers_inherit_what_the_parent_preloaded(preload):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", PRELOAD_SCRIPT, preload],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ("True" if preload == "yes" else "False")
 
 
 def test_the_timeline_records_each_task_on_its_worker(tmp_path, monkeypatch):

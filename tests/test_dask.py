@@ -34,8 +34,14 @@ def _two_tube_run42(two_tube_run42: Path) -> None:
 def client():
     import dask
 
+    # worker-saturation 1.0: one task at a time per one-thread worker, so a task that kills
+    # its worker takes no innocent queued task down with it (each would count a failure)
     with dask.config.set(
-        {"distributed.scheduler.allowed-failures": 1, "distributed.worker.daemon": False}
+        {
+            "distributed.scheduler.allowed-failures": 1,
+            "distributed.scheduler.worker-saturation": 1.0,
+            "distributed.worker.daemon": False,
+        }
     ):
         cluster = distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None

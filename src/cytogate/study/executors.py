@@ -115,8 +115,9 @@ def run_jobs(
         results = []
         for i, item in enumerate(items):
             mark("task start", task=i)
+            cpu = time.process_time()
             value = func(item, *args)
-            mark("task end", task=i)
+            mark("task end", task=i, cpu_s=time.process_time() - cpu)
             if on_done:
                 on_done(i, value)
             results.append(hold(value))
@@ -187,11 +188,12 @@ def _worker_main(conn: Connection, func: Callable[..., Any], args: tuple[Any, ..
             return
         index, item = msg
         mark("task start", "worker", task=index)
+        cpu = time.process_time()
         try:
             reply = (index, True, func(item, *args))
         except BaseException as exc:
             reply = (index, False, exc)
-        mark("task end", "worker", task=index)
+        mark("task end", "worker", task=index, cpu_s=time.process_time() - cpu)
         try:
             conn.send(reply)
         except Exception as exc:  # the result or the exception does not pickle
@@ -393,9 +395,10 @@ def run_on_dask(
         return []
     client.run(limit_native_threads)  # on every worker now connected
     shared = client.scatter(list(args), broadcast=True, hash=False) if args else []
-    rank = {i: len(items) - r for r, i in enumerate(_order(items, cost))}  # larger runs first
+    # with a cost, larger jobs first (a higher priority runs earlier); else in input order
+    rank = {i: len(items) - r for r, i in enumerate(_order(items, cost))} if cost else {}
     futures: dict[int, Any] = {
-        i: client.submit(func, item, *shared, retries=retries, pure=False, priority=rank[i])
+        i: client.submit(func, item, *shared, retries=retries, pure=False, priority=rank.get(i, 0))
         for i, item in enumerate(items)
     }
     index = {f.key: i for i, f in futures.items()}

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, overload
 
 from cytogate.study.outcome import FileOutcome, GroupOutput
+from cytogate.study.timeline import mark
 
 #: results whose outcomes stay loaded at once when a spilled sequence is read
 CACHED_RESULTS = 4
@@ -48,7 +49,7 @@ class OutcomeSpill:
         self._where: dict[tuple[str, str], tuple[int, int]] = {}  # (name, tube) -> (part, pos)
         self._parts = 0
         # the folder goes with the last object that can read it (this one or its sequences)
-        self._cleanup = weakref.finalize(self, shutil.rmtree, self.folder, True)
+        self._cleanup = weakref.finalize(self, _remove, self.folder, os.getpid())
 
     def hold(self, output: GroupOutput | PackedOutput) -> HeldOutput:
         """Write ``output``'s outcomes to disk; return what the parent keeps of it."""
@@ -68,7 +69,7 @@ class OutcomeSpill:
         seq = SpilledOutcomes(self.folder, refs)
         # the sequence now owns the folder: it outlives this spill, which the batch drops
         self._cleanup.detach()
-        seq._cleanup = weakref.finalize(seq, shutil.rmtree, self.folder, True)
+        seq._cleanup = weakref.finalize(seq, _remove, self.folder, os.getpid())
         return seq
 
     def remove(self) -> None:
@@ -133,7 +134,14 @@ class PackedOutput:
 
 def pack_result(func: Callable[..., GroupOutput], item: Any, *args: Any) -> PackedOutput:
     """``func(item, *args)``, packed where it ran (use as ``partial(pack_result, func)``)."""
-    return PackedOutput.pack(func(item, *args))
+    packed = PackedOutput.pack(func(item, *args))
+    mark(
+        "result packed",
+        "worker",
+        outcomes_bytes=len(packed.outcomes),
+        rows_bytes=len(packed.held.rows),
+    )
+    return packed
 
 
 class SpilledOutcomes(Sequence[FileOutcome]):
@@ -188,3 +196,9 @@ class SpilledOutcomes(Sequence[FileOutcome]):
         else:
             self._cache.move_to_end(part)
         return outcomes[pos]
+
+
+def _remove(folder: Path, owner: int) -> None:
+    """Remove ``folder`` in the process that made it, never in a forked child dropping its copy."""
+    if os.getpid() == owner:
+        shutil.rmtree(folder, ignore_errors=True)

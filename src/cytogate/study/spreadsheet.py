@@ -27,9 +27,13 @@ def neutralise_formulas(table: pd.DataFrame) -> pd.DataFrame:
         if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
             continue
         text = values.where(values.map(lambda v: isinstance(v, str)).astype(bool))
-        risky = (
-            text.str.match(FORMULA_START, na=False) & pd.to_numeric(text, errors="coerce").isna()
-        )
+        starts = text.str.match(FORMULA_START, na=False).to_numpy(dtype=bool)
+        if not starts.any():
+            continue
+        # numbers are parsed among those cells only (parsing every cell was most of a write)
+        flags = starts.copy()
+        flags[starts] = pd.to_numeric(text[starts], errors="coerce").isna().to_numpy()
+        risky = pd.Series(flags, index=values.index)
         if risky.any():
             if out is table:
                 out = table.copy()
