@@ -34,6 +34,20 @@ if TYPE_CHECKING:  # pragma: no cover
 
 PLOTS_DIR = "plots"
 REPORT_NAME = "report.html"
+#: What every drawing worker imports, imported once in this process before the workers are
+#: forked (they inherit it): matplotlib with its font list, the figure modules, FCS reading.
+PLOT_PRELOAD = (
+    "matplotlib.backends.backend_agg",
+    "matplotlib.figure",
+    "matplotlib.image",
+    "matplotlib.font_manager",
+    "cytogate.viz.render",
+    "cytogate.viz.events",
+    "cytogate.viz.density_image",
+    "cytogate.viz.timecourse_values",
+    "cytogate.io.fcs",
+    "cytogate.gating.gates",
+)
 
 
 def write_plots_and_report(
@@ -95,6 +109,7 @@ def write_plots_and_report(
         max(1, jobs),
         args=(MarkerPlan.from_config(config), str(plots_dir), fmt, dpi, figure_dpi),
         on_done=on_done,
+        preload=PLOT_PRELOAD,
     )
     drawn = time.perf_counter()
     figures = [o for o in outputs if isinstance(o, TimecourseEntry)]
