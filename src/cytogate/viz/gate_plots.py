@@ -25,6 +25,7 @@ from cytogate.viz.figure import (
     draw_header,
     fmt_pct,
     new_figure,
+    with_text_style,
     wrap_text,
 )
 from cytogate.viz.labels import LabelPanel, LabelSpec, place_labels
@@ -186,33 +187,50 @@ def _bins(n: int) -> int:
 def _density(ax: Axes, x: np.ndarray, y: np.ndarray, xa: AxisInfo, ya: AxisInfo):
     """2-D histogram of every event (clipped into the edge bins), log colour scale.
 
-    The colours are computed on the histogram's bins here and handed to matplotlib as an RGBA
-    image: matplotlib would otherwise normalise and colour-map the image at output resolution,
-    which at 300 dpi costs more than the rest of the figure.
+    Binned with one ``bincount`` on the bin indices (the bins are uniform in scaled space) and
+    coloured here, on the bins: matplotlib gets one small RGBA image (nearest neighbour, drawn
+    by bin lookup: :class:`~cytogate.viz.density_image.BinImage`), so drawing it costs the
+    same for 6,000 or 10^6 events and far less than a mesh of bins. Returns the (nx × ny)
+    counts, x index first, and the events beyond the axes.
     """
-    from matplotlib.colors import LogNorm
+    from cytogate.viz.density_image import BinImage
 
-    xc = np.clip(x, *xa.limits)
-    yc = np.clip(y, *ya.limits)
-    off = int(np.count_nonzero((xc != x) | (yc != y)))
     bins = _bins(x.size)
-    hist, _, _ = np.histogram2d(xc, yc, bins=bins, range=[xa.limits, ya.limits])
-    vmax = max(float(hist.max()), 2.0)
-    xe = np.linspace(*xa.limits, bins + 1)
-    ye = np.linspace(*ya.limits, bins + 1)
-    ax.pcolormesh(
-        xe,
-        ye,
-        np.ma.masked_equal(hist.T, 0),
-        cmap=_cmap(),
-        norm=LogNorm(vmin=1, vmax=vmax),
-        shading="flat",
-        antialiased=False,
-        linewidth=0,
-        gid="density",
-        rasterized=True,
-    )
+    hist, off = bin_counts(x, y, xa.limits, ya.limits, bins)
+    image = BinImage(ax, origin="lower", extent=(*xa.limits, *ya.limits), interpolation="nearest")
+    image.set_data(density_rgba(hist))
+    image.set_gid("density")
+    ax.add_image(image)
     return hist, off
+
+
+def bin_counts(
+    x: np.ndarray,
+    y: np.ndarray,
+    x_limits: tuple[float, float],
+    y_limits: tuple[float, float],
+    bins: int,
+) -> tuple[np.ndarray, int]:
+    """Events per bin on a uniform ``bins`` × ``bins`` grid over the limits (x index first);
+    events beyond the limits go into the edge bins. Also returns how many were beyond."""
+    (x0, x1), (y0, y1) = x_limits, y_limits
+    xc, yc = np.clip(x, x0, x1), np.clip(y, y0, y1)
+    off = int(np.count_nonzero((xc != x) | (yc != y)))
+    ix = np.minimum(((xc - x0) * (bins / (x1 - x0))).astype(np.intp), bins - 1)
+    iy = np.minimum(((yc - y0) * (bins / (y1 - y0))).astype(np.intp), bins - 1)
+    hist = np.bincount(ix * bins + iy, minlength=bins * bins).reshape(bins, bins)
+    return hist, off
+
+
+def density_rgba(hist: np.ndarray) -> np.ndarray:
+    """The (ny × nx × 4) uint8 image of a histogram: :data:`CMAP` on log counts from 1 to the
+    maximum (at least 2), empty bins white."""
+    vmax = max(float(hist.max()), 2.0)
+    counts = hist.T.astype(float)
+    level = np.clip(np.log(np.maximum(counts, 1.0)) / np.log(vmax), 0.0, 1.0)
+    rgba = _cmap()(level, bytes=True)
+    rgba[counts == 0] = 255
+    return rgba
 
 
 def _cmap():
@@ -231,23 +249,31 @@ class GateLayout:
     size: tuple[float, float]  # inches
     rects: tuple[tuple[float, float, float, float], ...]  # per panel, figure fraction
     left: float  # figure fraction where titles and the footer start
+    #: the footnote's lines on what the density shows, then blank lines for the file's own
+    #: (the same for every file of the layout: drawn with the axes)
+    foot_static: str = ""
+    foot_file: str = ""  # the file's footnote lines (notes, QC reasons), under foot_static
 
     @property
     def key(self) -> str | None:
-        """Equal for figures whose static part (axes, ticks, axis labels) is the same; None
-        when a panel's axis depends on its data (a histogram's count axis)."""
+        """Equal for figures whose static part (axes, ticks, axis labels, the footnote's
+        first lines) is the same; None when a panel's axis depends on its data (a
+        histogram's count axis)."""
         if any(y is None for _, y in self.axes):
             return None
-        return repr((self.size, self.rects, self.axes))
+        return repr((self.size, self.rects, self.axes, self.foot_static))
+
+
+_DENSITY_NOTE = (
+    "Density: every event of the plotted (parent) population, 2-D histogram, log colour "
+    f"scale ({CMAP}); events beyond the axes are counted in the edge bins. "
+    "Labels: population, events, % of parent."
+)
 
 
 def _footnote(view: EventView, notes: Sequence[str]) -> list[str]:
     """What the density shows, the layout's notes, and why any adaptive gate is in doubt."""
-    foot = [
-        "Density: every event of the plotted (parent) population, 2-D histogram, log colour "
-        f"scale ({CMAP}); events beyond the axes are counted in the edge bins. "
-        "Labels: population, events, % of parent."
-    ]
+    foot = [_DENSITY_NOTE]
     foot += notes
     for g in view.gates:
         foot += [f"QC flag on {g.name}: {reason}" for reason in g.qc]
@@ -260,7 +286,9 @@ def gate_layout(view: EventView) -> GateLayout:
     panel_w, left, gap, right = 2.75, 0.62, 0.62, 0.2
     width = left + n * panel_w + (n - 1) * gap + right
     # the footnote grows with the file's QC reasons; the panels sit above it, never under it
-    lines = wrap_text(_footnote(view, notes), width - left - right, 6).count("\n") + 1
+    foot = wrap_text(_footnote(view, notes), width - left - right, 6).split("\n")
+    lines = len(foot)
+    shared = min(lines, wrap_text([_DENSITY_NOTE], width - left - right, 6).count("\n") + 1)
     top, bottom, height = 1.05, max(0.75, 0.55 + 0.1 * lines), 2.75
     fig_h = top + height + bottom
     rects = tuple(
@@ -274,20 +302,46 @@ def gate_layout(view: EventView) -> GateLayout:
         if len(plan.dims) == 2:
             ya = axis_for(view, plan.dims[1], view.scaled_values(plan.dims[1], plan.parent))
         axes.append((xa, ya))
-    return GateLayout(tuple(plans), tuple(notes), tuple(axes), (width, fig_h), rects, left / width)
+    return GateLayout(
+        tuple(plans),
+        tuple(notes),
+        tuple(axes),
+        (width, fig_h),
+        rects,
+        left / width,
+        foot_static="\n".join(foot[:shared]) + "\n" * (lines - shared),
+        foot_file="\n".join(foot[shared:]),
+    )
+
+
+def _draw_footnote(fig: Figure, layout: GateLayout, text: str) -> None:
+    """Footnote lines at the bottom left; the shared and the file's lines are two texts of
+    the same height (blank lines stand for the other's), so they fall on the same lines."""
+    fig.text(
+        layout.left,
+        0.06 / layout.size[1],
+        text,
+        ha="left",
+        va="bottom",
+        fontsize=6,
+        color="#444444",
+    )
 
 
 def gate_static(layout: GateLayout) -> Figure:
-    """The figure with its panels' axes, ticks and axis labels, and nothing of a file's own."""
+    """The figure with its panels' axes, ticks and axis labels and the footnote's shared
+    lines, and nothing of a file's own."""
     fig = new_figure(*layout.size)
     for rect, (xa, ya) in zip(layout.rects, layout.axes, strict=True):
         ax = fig.add_axes(rect)
         set_axis(ax, xa, "x")
         if ya is not None:
             set_axis(ax, ya, "y")
+    _draw_footnote(fig, layout, layout.foot_static)
     return fig
 
 
+@with_text_style
 def gate_figure(
     source: EventView | GatingResult | FileOutcome,
     *,
@@ -317,7 +371,6 @@ def draw_gates(
     """Draw ``view``'s own part (densities, gates, labels, titles) on ``gate_static(layout)``."""
     if simulated is None:
         simulated = view.simulated
-    width, fig_h = layout.size
     heading, subheading = _sample_heading(view)
     draw_header(fig, layout.left, title or heading, subheading, simulated)
     infos, labels = [], []
@@ -327,16 +380,8 @@ def draw_gates(
         labels.append(label_panel)
     if not layout.plans:
         fig.text(0.5, 0.5, "no gate with a picture (all gates skipped or boolean)", ha="center")
-    right = 0.2
-    fig.text(
-        layout.left,
-        0.06 / fig_h,
-        wrap_text(_footnote(view, layout.notes), width - layout.left * width - right, 6),
-        ha="left",
-        va="bottom",
-        fontsize=6,
-        color="#444444",
-    )
+    if layout.foot_file:
+        _draw_footnote(fig, layout, layout.foot_file)
     place_labels(fig, labels)
     return tuple(infos)
 

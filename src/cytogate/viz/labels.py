@@ -6,8 +6,7 @@ Label specs are plain values handed from the panel that drew the gates to the pl
 
 from __future__ import annotations
 
-import itertools
-import math
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +45,12 @@ class LabelPanel:
 _LABEL_BOX = {"boxstyle": "round,pad=0.2", "fc": "white", "ec": "#555555", "lw": 0.5, "alpha": 0.7}
 
 
+#: Labels are measured at this resolution and scaled to the figure's, so a label is placed the
+#: same whatever the output resolution (a full draw at 100 dpi and a reused layout at 150 dpi
+#: chose different spots when text sizes were measured at each: hinting is not linear in dpi).
+MEASURE_DPI = 100.0
+
+
 def place_labels(fig: Figure, panels: list[LabelPanel]) -> None:
     """Put each population's label near its gate, inside the axes, without overlaps.
 
@@ -54,13 +59,17 @@ def place_labels(fig: Figure, panels: list[LabelPanel]) -> None:
     placed. The cheapest remaining one wins. Costs: 2.5 × the share of the panel's events the
     box would hide, 1.5 × its gap from the gate (fraction of the axes), 0.5 if it sits inside
     another population's gate (it would seem to label that one), 0.15 per other gate outline
-    it crosses, 0.05 for crossing its own, and 0.02 per step down the candidate list.
+    it crosses, 0.05 for crossing its own, and 0.02 per step down the candidate list. All
+    candidates of a label are scored at once (arrays, not a loop per candidate).
     """
     from matplotlib.path import Path as MplPath
-    from matplotlib.transforms import Bbox
 
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
-    for panel in panels:
+    scale = fig.dpi / MEASURE_DPI
+    artists = [[_label_artist(panel.ax, spec) for spec in panel.specs] for panel in panels]
+    texts = [(p.ax, a) for p, row in zip(panels, artists, strict=True) for a in row]
+    sizes = iter(_measure(fig, texts))
+    for panel, row in zip(panels, artists, strict=True):
         ax, specs = panel.ax, panel.specs
         ax_box = ax.get_window_extent(renderer)
         shapes: dict[str, tuple[np.ndarray, MplPath]] = {}  # gate -> (edge points, path)
@@ -69,69 +78,135 @@ def place_labels(fig: Figure, panels: list[LabelPanel]) -> None:
             if outline.ndim == 2 and g.name not in shapes:
                 display = ax.transData.transform(outline)
                 shapes[g.name] = (ax.transData.transform(_densify(outline)), MplPath(display))
-        placed = []
-        for spec in specs:
-            pop, text, g, outline = spec.population, spec.text, spec.gate, spec.outline
-            artist = ax.text(
-                0,
-                0,
-                text,
-                transform=ax.transAxes,
-                ha="left",
-                va="bottom",
-                fontsize=7,
-                linespacing=1.1,
-                gid=f"label:{pop}",
-                bbox=_LABEL_BOX if not g.qc else {**_LABEL_BOX, "ec": "#c0392b", "lw": 1.2},
-                zorder=5,
-            )
-            # the box's size does not depend on where it goes: measure once, shift per candidate
-            base = artist.get_window_extent(renderer)
-            anchor = ax.transAxes.transform((0, 0))
-            w, h = base.width * 1.08, base.height * 1.15
-            dx0, dy0 = base.x0 - anchor[0], base.y0 - anchor[1]  # bbox padding offset
+        table = _SummedArea(panel)
+        placed: list[np.ndarray] = []  # boxes (x0, y0, x1, y1) in display coordinates
+        for spec, artist in zip(specs, row, strict=True):
+            pop, g, outline = spec.population, spec.gate, spec.outline
+            # the box's size does not depend on where it goes: measured once, shifted per spot
+            bw, bh, dx0, dy0 = (v * scale for v in next(sizes))  # dx0, dy0: padding offset
+            w, h = bw * 1.08, bh * 1.15
             gate_box = _gate_box(ax, outline)
-            best = None
-            for rank, (x, y, ha, va) in enumerate(_label_candidates(ax, g, pop, outline)):
-                px, py = ax.transAxes.transform((x, y))
-                x0 = px + dx0 - {"left": 0.0, "center": base.width / 2, "right": base.width}[ha]
-                y0 = py + dy0 - {"bottom": 0.0, "center": base.height / 2, "top": base.height}[va]
-                box = Bbox.from_bounds(x0 - (w - base.width) / 2, y0 - (h - base.height) / 2, w, h)
-                inside = (
-                    box.x0 >= ax_box.x0 - 1
-                    and box.x1 <= ax_box.x1 + 1
-                    and box.y0 >= ax_box.y0 - 1
-                    and box.y1 <= ax_box.y1 + 1
+            candidates = _label_candidates(ax, g, pop, outline)
+            xy = np.array([(x, y) for x, y, _, _ in candidates], dtype=float)
+            shift_x = np.array(
+                [{"left": 0.0, "center": bw / 2, "right": bw}[c[2]] for c in candidates]
+            )
+            shift_y = np.array(
+                [{"bottom": 0.0, "center": bh / 2, "top": bh}[c[3]] for c in candidates]
+            )
+            pxy = ax.transAxes.transform(xy)
+            x0 = pxy[:, 0] + dx0 - shift_x - (w - bw) / 2
+            y0 = pxy[:, 1] + dy0 - shift_y - (h - bh) / 2
+            boxes = np.column_stack([x0, y0, x0 + w, y0 + h])
+            valid = (
+                (boxes[:, 0] >= ax_box.x0 - 1)
+                & (boxes[:, 2] <= ax_box.x1 + 1)
+                & (boxes[:, 1] >= ax_box.y0 - 1)
+                & (boxes[:, 3] <= ax_box.y1 + 1)
+            )
+            for other in placed:  # Bbox.overlaps: touching counts
+                valid &= ~(
+                    (other[2] >= boxes[:, 0])
+                    & (other[0] <= boxes[:, 2])
+                    & (other[3] >= boxes[:, 1])
+                    & (other[1] <= boxes[:, 3])
                 )
-                if not inside or any(box.overlaps(b) for b in placed):
-                    continue
-                rect = MplPath.unit_rectangle().transformed(
-                    _box_transform(box.x0, box.y0, box.width, box.height)
-                )
-                centre = [((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)]
-                cost = (
-                    0.02 * rank
-                    + 2.5 * _covered_share(ax, box, panel)
-                    + 1.5 * _distance(box, gate_box, ax_box)
-                )
-                for name, (edge, path) in shapes.items():
-                    crosses = bool(rect.contains_points(edge).any())
-                    if name == g.name:
-                        cost += 0.05 * crosses
-                    else:
-                        cost += 0.15 * crosses + 0.5 * bool(path.contains_points(centre)[0])
-                if best is None or cost < best[0]:
-                    best = (cost, x, y, ha, va, box)
-            if best is None:  # no free spot: stack down the top-left corner
-                best = (0.0, 0.02, 0.98 - 0.1 * len(placed), "left", "top", None)
-            _, x, y, ha, va, box = best
+            rank = np.arange(len(candidates), dtype=float)
+            cost = (
+                0.02 * rank
+                + 2.5 * table.share(ax, boxes)
+                + 1.5 * _distances(boxes, gate_box, ax_box)
+            )
+            centres = np.column_stack(
+                [(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2]
+            )
+            for name, (edge, path) in shapes.items():
+                crosses = _crossings(boxes, edge)
+                if name == g.name:
+                    cost = cost + 0.05 * crosses
+                else:
+                    cost = cost + (0.15 * crosses + 0.5 * path.contains_points(centres))
+            if valid.any():
+                best = int(np.argmin(np.where(valid, cost, np.inf)))
+                x, y, ha, va = candidates[best]
+                box = boxes[best]
+            else:  # no free spot: stack down the top-left corner
+                x, y, ha, va, box = 0.02, 0.98 - 0.1 * len(placed), "left", "top", None
             artist.set_position((x, y))
             artist.set_ha(ha)
             artist.set_va(va)
             if box is not None:
                 placed.append(box)
-                if g.name in shapes and _distance(box, gate_box, ax_box) > _LEADER_ABOVE:
-                    _leader_line(ax, pop, box, shapes[g.name][0])
+                if g.name in shapes and _distances(box[None], gate_box, ax_box)[0] > _LEADER_ABOVE:
+                    _leader_line(ax, pop, _Box(*box), shapes[g.name][0])
+
+
+def _label_artist(ax: Axes, spec: LabelSpec) -> Any:
+    """The label's text box, at the axes' origin until it is placed."""
+    return ax.text(
+        0,
+        0,
+        spec.text,
+        transform=ax.transAxes,
+        ha="left",
+        va="bottom",
+        fontsize=7,
+        linespacing=1.1,
+        gid=f"label:{spec.population}",
+        bbox=_LABEL_BOX if not spec.gate.qc else {**_LABEL_BOX, "ec": "#c0392b", "lw": 1.2},
+        zorder=5,
+    )
+
+
+def _measure(fig: Figure, texts: list[tuple[Axes, Any]]) -> list[tuple[float, float, float, float]]:
+    """Width, height and offset from its anchor of each text at :data:`MEASURE_DPI` (pixels).
+
+    Measured on a renderer of that resolution with the figure switched to it once, so the
+    placement does not depend on the resolution the figure is drawn at.
+    """
+    if not texts:
+        return []
+    renderer = _measure_renderer()
+    dpi = fig.dpi
+    if dpi != MEASURE_DPI:
+        fig.set_dpi(MEASURE_DPI)
+    try:
+        sizes = []
+        for ax, text in texts:
+            box = text.get_window_extent(renderer)
+            anchor = ax.transAxes.transform((0, 0))
+            sizes.append((box.width, box.height, box.x0 - anchor[0], box.y0 - anchor[1]))
+        return sizes
+    finally:
+        if dpi != MEASURE_DPI:
+            fig.set_dpi(dpi)
+
+
+@functools.lru_cache(maxsize=1)
+def _measure_renderer() -> Any:
+    from matplotlib.backends.backend_agg import RendererAgg
+
+    return RendererAgg(1, 1, MEASURE_DPI)
+
+
+@dataclass(frozen=True)
+class _Box:
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+
+def _crossings(boxes: np.ndarray, edge: np.ndarray) -> np.ndarray:
+    """1.0 where a box (x0, y0, x1, y1) has a point of ``edge`` strictly inside it, else 0.0."""
+    ex, ey = edge[:, 0], edge[:, 1]
+    inside = (
+        (ex[None, :] > boxes[:, 0:1])
+        & (ex[None, :] < boxes[:, 2:3])
+        & (ey[None, :] > boxes[:, 1:2])
+        & (ey[None, :] < boxes[:, 3:4])
+    )
+    return inside.any(axis=1).astype(float)
 
 
 #: A label further than this (fraction of the axes) from its gate gets a leader line.
@@ -174,26 +249,23 @@ def _gate_box(ax: Axes, outline: np.ndarray):
     return Bbox.from_extents(*pts.min(axis=0), *pts.max(axis=0))
 
 
-def _distance(box: Any, gate_box: Any, ax_box: Any) -> float:
-    """Gap between a label box and its gate's extent, as a fraction of the axes' size."""
+def _distances(boxes: np.ndarray, gate_box: Any, ax_box: Any) -> np.ndarray:
+    """Gap between each label box (x0, y0, x1, y1) and its gate's extent, as a fraction of the
+    axes' size (0 on a histogram panel)."""
     if gate_box is None:
-        return 0.0
-    dx = max(gate_box.x0 - box.x1, box.x0 - gate_box.x1, 0.0) / ax_box.width
-    dy = max(gate_box.y0 - box.y1, box.y0 - gate_box.y1, 0.0) / ax_box.height
-    return math.hypot(dx, dy)
+        return np.zeros(len(boxes))
+    dx = np.maximum(np.maximum(gate_box.x0 - boxes[:, 2], boxes[:, 0] - gate_box.x1), 0.0)
+    dy = np.maximum(np.maximum(gate_box.y0 - boxes[:, 3], boxes[:, 1] - gate_box.y1), 0.0)
+    return np.hypot(dx / ax_box.width, dy / ax_box.height)
 
 
 def _densify(outline: np.ndarray, per_edge: int = 24) -> np.ndarray:
     """Points along a closed outline's edges (to test whether a label box crosses it)."""
-    t = np.linspace(0.0, 1.0, per_edge, endpoint=False)[:, None]
-    edges = [a + t * (b - a) for a, b in itertools.pairwise(outline)]
-    return np.vstack(edges) if edges else outline
-
-
-def _box_transform(x0: float, y0: float, w: float, h: float):
-    from matplotlib.transforms import Affine2D
-
-    return Affine2D().scale(w, h).translate(x0, y0)
+    if len(outline) < 2:
+        return outline
+    t = np.linspace(0.0, 1.0, per_edge, endpoint=False)[None, :, None]
+    a, b = outline[:-1, None, :], outline[1:, None, :]
+    return (a + t * (b - a)).reshape(-1, outline.shape[1])
 
 
 def _label_candidates(ax: Axes, g: AppliedGate, pop: str, outline: np.ndarray):
@@ -247,17 +319,36 @@ def _label_candidates(ax: Axes, g: AppliedGate, pop: str, outline: np.ndarray):
     ]
 
 
-def _covered_share(ax: Axes, box: Any, panel: LabelPanel) -> float:
-    """Share of the panel's events under a label box (0 for histogram panels)."""
-    hist = panel.histogram
-    if hist is None or panel.y_limits is None or hist.sum() == 0:
-        return 0.0
-    inv = ax.transData.inverted()
-    (dx0, dy0), (dx1, dy1) = inv.transform([(box.x0, box.y0), (box.x1, box.y1)])
-    (xlo, xhi), (ylo, yhi) = panel.x_limits, panel.y_limits
-    nx, ny = hist.shape
-    i0 = int(np.clip(math.floor((dx0 - xlo) / (xhi - xlo) * nx), 0, nx))
-    i1 = int(np.clip(math.ceil((dx1 - xlo) / (xhi - xlo) * nx), 0, nx))
-    j0 = int(np.clip(math.floor((dy0 - ylo) / (yhi - ylo) * ny), 0, ny))
-    j1 = int(np.clip(math.ceil((dy1 - ylo) / (yhi - ylo) * ny), 0, ny))
-    return float(hist[i0:i1, j0:j1].sum() / hist.sum())
+class _SummedArea:
+    """Events under label boxes, from a summed-area table of the panel's histogram."""
+
+    def __init__(self, panel: LabelPanel) -> None:
+        hist = panel.histogram
+        self.empty = hist is None or panel.y_limits is None or hist.sum() == 0
+        if self.empty:
+            return
+        assert hist is not None and panel.y_limits is not None
+        self.shape = hist.shape
+        self.total = float(hist.sum())
+        self.table = np.zeros((hist.shape[0] + 1, hist.shape[1] + 1), dtype=np.int64)
+        self.table[1:, 1:] = hist.cumsum(axis=0).cumsum(axis=1)
+        self.limits = (panel.x_limits, panel.y_limits)
+
+    def share(self, ax: Axes, boxes: np.ndarray) -> np.ndarray:
+        """Share of the panel's events under each box (0 for histogram panels): the bins
+        the box touches, whole."""
+        if self.empty:
+            return np.zeros(len(boxes))
+        inv = ax.transData.inverted()
+        lo = inv.transform(boxes[:, 0:2])
+        hi = inv.transform(boxes[:, 2:4])
+        (xlo, xhi), (ylo, yhi) = self.limits
+        nx, ny = self.shape
+        i0 = np.clip(np.floor((lo[:, 0] - xlo) / (xhi - xlo) * nx), 0, nx).astype(int)
+        i1 = np.clip(np.ceil((hi[:, 0] - xlo) / (xhi - xlo) * nx), 0, nx).astype(int)
+        j0 = np.clip(np.floor((lo[:, 1] - ylo) / (yhi - ylo) * ny), 0, ny).astype(int)
+        j1 = np.clip(np.ceil((hi[:, 1] - ylo) / (yhi - ylo) * ny), 0, ny).astype(int)
+        t = self.table
+        inside = t[i1, j1] - t[i0, j1] - t[i1, j0] + t[i0, j0]
+        inside = np.where((i1 > i0) & (j1 > j0), inside, 0)
+        return inside / self.total

@@ -25,6 +25,7 @@ from cytogate.viz.figure import (
     fmt_num,
     fmt_pct,
     new_figure,
+    with_text_style,
     wrap_text,
 )
 
@@ -53,8 +54,9 @@ class MarkerLayout:
 
     @property
     def key(self) -> str | None:
-        if any(a is None for a in self.axes):
-            return None
+        """Equal for figures with the same static part. A panel without an axis (the marker
+        is not in the file) is blank there; its reason, which names the file, is drawn per
+        file, so a partial panel's figures share a layout too."""
         return repr(
             (self.population, self.statistic, self.percentile, self.size, self.rects, self.axes)
         )
@@ -101,10 +103,9 @@ def marker_layout(
 def marker_static(layout: MarkerLayout) -> Figure:
     """The figure with the panels' axes, ticks and axis labels."""
     fig = new_figure(*layout.size)
-    for rect, axis, problem in zip(layout.rects, layout.axes, layout.problems, strict=True):
+    for rect, axis in zip(layout.rects, layout.axes, strict=True):
         ax = fig.add_axes(rect)
-        if axis is None:
-            ax.text(0.5, 0.5, wrap_text([problem], 2.4, 6), ha="center", va="center", fontsize=6)
+        if axis is None:  # the reason is drawn per file (draw_markers)
             ax.set_axis_off()
             continue
         set_axis(ax, axis, "x")
@@ -131,6 +132,7 @@ def marker_static(layout: MarkerLayout) -> Figure:
     return fig
 
 
+@with_text_style
 def marker_figure(
     stained: EventView | GatingResult | FileOutcome,
     control: EventView | GatingResult | FileOutcome | None,
@@ -180,8 +182,12 @@ def draw_markers(
         f"stained tube {stained.name} vs control tube {c_name}",
         simulated,
     )
-    for ax, marker, axis in zip(fig.axes, layout.markers, layout.axes, strict=True):
-        if axis is not None:
+    for ax, marker, axis, problem in zip(
+        fig.axes, layout.markers, layout.axes, layout.problems, strict=True
+    ):
+        if axis is None:
+            ax.text(0.5, 0.5, wrap_text([problem], 2.4, 6), ha="center", va="center", fontsize=6)
+        else:
             _marker_panel(ax, stained, control, marker, axis, population, by_marker[marker], plan)
     if not layout.markers:
         fig.text(0.5, 0.5, "no markers to plot", ha="center")

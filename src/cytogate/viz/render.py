@@ -24,6 +24,7 @@ from cytogate.viz.figure import (
     save_figure,
     save_image,
     thumbnail_width,
+    with_text_style,
 )
 from cytogate.viz.gate_plots import draw_gates, gate_figure, gate_layout, gate_static
 from cytogate.viz.layouts import LayoutCache
@@ -141,6 +142,7 @@ def plot_task(
     return plot_group(task, plan, plots_dir, fmt, dpi)
 
 
+@with_text_style
 def plot_group(
     job: PlotJob, plan: MarkerPlan, plots_dir: str, fmt: str = "png", dpi: int = DPI
 ) -> PlotJobResult:
@@ -282,6 +284,7 @@ def tube_marker_plan(result: GatingResult, plan: MarkerPlan) -> MarkerPlan:
     )
 
 
+@with_text_style
 def plot_sample(
     file: str | os.PathLike[str],
     template: Any = None,

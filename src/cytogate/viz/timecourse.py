@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cytogate.model.measure import Measure
-from cytogate.viz.figure import DPI, add_footnote, draw_header, new_figure, save_figure
+from cytogate.viz.figure import (
+    DPI,
+    add_footnote,
+    draw_header,
+    new_figure,
+    save_figure,
+    with_text_style,
+)
 from cytogate.viz.phases import Phase, draw_phases, study_phases
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,6 +68,7 @@ _SERIES_COLOURS = ("#1f4e79", "#c0392b", "#27ae60", "#8e44ad")
 _SERIES_MARKERS = ("o", "s", "^", "D")
 
 
+@with_text_style
 def timecourse_figure(
     timecourse: pd.DataFrame,
     stats: pd.DataFrame,
@@ -328,6 +336,7 @@ def timecourse_tasks(
     return tasks
 
 
+@with_text_style
 def draw_timecourse(
     task: TimecourseTask, plots_dir: str | os.PathLike[str], fmt: str = "png", dpi: int = DPI
 ) -> TimecourseEntry:

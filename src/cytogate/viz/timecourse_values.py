@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cytogate.model.measure import Measure, marker_label
-from cytogate.viz.figure import add_footnote, draw_header, new_figure
+from cytogate.viz.figure import add_footnote, draw_header, new_figure, with_text_style
 from cytogate.viz.phases import Phase, draw_phases, study_phases
 from cytogate.viz.significance import (
     TEST_NAMES,
@@ -73,6 +73,7 @@ def legend_label(measure: Measure, n_patients: int) -> str:
     return f"{measure.label}, n = {n_patients} patient{'s' if n_patients != 1 else ''}"
 
 
+@with_text_style
 def values_figure(
     timecourse: pd.DataFrame,
     stats: pd.DataFrame,
