@@ -8,7 +8,6 @@ RECOVERY_TOLERANCE of it.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from cytogate.io.fcs import read_fcs
 from cytogate.io.fcs_writer import write_fcs
 from cytogate.study.batch import run_batch
 from tests.oracle import BLAST, RECOVERY_TOLERANCE, oracle_measures
+from tests.run_copies import copy_run
 
 RUN42: Path  # the two-tube SIMULATED study (tests/conftest.py two_tube_run42), set below
 
@@ -150,14 +150,7 @@ def test_tables_follow_the_output_contract(study):
 def _small_run(
     tmp_path: Path, patients=("P02", "P03", "P04"), timepoints=("baseline", "day3", "6h")
 ) -> Path:
-    run = tmp_path / "run"
-    run.mkdir()
-    manifest = pd.read_csv(RUN42 / "manifest.csv")
-    keep = manifest[manifest["patient"].isin(patients) & manifest["timepoint"].isin(timepoints)]
-    for name in keep["file"]:
-        shutil.copy(RUN42 / name, run / name)
-    keep.to_csv(run / "manifest.csv", index=False)
-    return run
+    return copy_run(RUN42, tmp_path / "run", patients, timepoints)
 
 
 def _drop(run: Path, *names: str) -> None:

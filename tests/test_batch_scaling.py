@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from cytogate.study.batch import run_batch
 from cytogate.study.executors import run_jobs
 from cytogate.study.outcome import FileOutcome
 from cytogate.study.output_set import OutputSet
+from tests.run_copies import copy_run
 
 RUN42: Path
 
@@ -35,14 +35,7 @@ def _two_tube_run42(two_tube_run42: Path) -> None:
 
 
 def small_run(tmp_path: Path, patients: tuple[str, ...]) -> Path:
-    run = tmp_path / "run"
-    run.mkdir()
-    manifest = pd.read_csv(RUN42 / "manifest.csv")
-    keep = manifest[manifest["patient"].isin(patients)]
-    for name in keep["file"]:
-        shutil.copy(RUN42 / name, run / name)
-    keep.to_csv(run / "manifest.csv", index=False)
-    return run
+    return copy_run(RUN42, tmp_path / "run", patients)
 
 
 def live_outcomes() -> int:

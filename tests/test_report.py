@@ -23,6 +23,7 @@ from click.testing import CliRunner
 
 from cytogate.cli import cli
 from cytogate.study.batch import run_batch
+from tests.run_copies import copy_run
 
 RUN42: Path  # the two-tube SIMULATED study (tests/conftest.py two_tube_run42), set below
 
@@ -53,14 +54,7 @@ VOID = {
 
 
 def _small_run(root: Path, patients, timepoints) -> Path:
-    run = root / "run"
-    run.mkdir()
-    manifest = pd.read_csv(RUN42 / "manifest.csv")
-    keep = manifest[manifest["patient"].isin(patients) & manifest["timepoint"].isin(timepoints)]
-    for name in keep["file"]:
-        shutil.copy(RUN42 / name, run / name)
-    keep.to_csv(run / "manifest.csv", index=False)
-    return run
+    return copy_run(RUN42, root / "run", patients, timepoints)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,11 +18,11 @@ import textwrap
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from cytogate.study.batch import run_batch
 from cytogate.study.lock import RunLock
+from tests.run_copies import copy_run
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
@@ -38,14 +37,7 @@ def _two_tube_run42(two_tube_run42: Path) -> None:
 
 
 def small_run(tmp_path: Path, patients=("P02", "P03")) -> Path:
-    run = tmp_path / "run"
-    run.mkdir()
-    manifest = pd.read_csv(RUN42 / "manifest.csv")
-    keep = manifest[manifest["patient"].isin(patients)]
-    for name in keep["file"]:
-        shutil.copy(RUN42 / name, run / name)
-    keep.to_csv(run / "manifest.csv", index=False)
-    return run
+    return copy_run(RUN42, tmp_path / "run", patients)
 
 
 def digest(folder: Path) -> dict[str, str]:
