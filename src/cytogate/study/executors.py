@@ -406,10 +406,11 @@ def run_on_dask(
     try:
         for future in as_completed(list(futures.values())):
             i = index[future.key]
-            if future.status == "finished":
+            try:
+                # not future.status: a result held by a worker that dies before it is fetched
+                # turns "lost" and is recomputed by the scheduler; result() waits for that
                 value = future.result()
-            else:
-                exc = future.exception()
+            except Exception as exc:  # the task's own error, or KilledWorker
                 reason = f"on the Dask cluster: {type(exc).__name__}: {exc}"
                 if on_failure is None:
                     raise JobFailed(f"job {i}: {reason}") from exc
